@@ -1,0 +1,120 @@
+"""WARC records to documents: HTML responses through resiliparse, WET conversion records as they are.
+
+Every response that does not become a document gets a reason (``revisit``, ``redirect``, ``http_error``,
+``not_html``, ``binary_payload``, ``payload_too_large``, ``unparseable_http``, ``html_error``,
+``empty_text``); records that are not documents at all (requests, metadata, warcinfo) get none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from resiliparse.extract.html2text import extract_plain_text
+
+from filters.base import require
+from filters.charset import decode_html
+from filters.http import parse_http_response
+from filters.warc import WarcRecord
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_SNIFF_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta")
+_BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"RIFF", b"\x00\x00\x01\x00",
+                 b"OggS", b"ID3", b"\x7fELF", b"wOFF", b"wOF2")
+_CONTROL_BYTES = bytes(c for c in range(32) if c not in (9, 10, 12, 13, 27))
+
+
+@dataclass(kw_only=True)
+class HtmlExtractor:
+    """Turns ``response`` records into documents with resiliparse; ``conversion`` (WET) records pass through.
+
+    ``main_content`` keeps only the main content (drops navigation, footers); ``max_payload_bytes`` skips
+    larger payloads with the reason ``payload_too_large``.
+    """
+
+    main_content: bool = True
+    alt_texts: bool = True
+    list_bullets: bool = True
+    max_payload_bytes: int = 4 << 20
+
+    def __post_init__(self):
+        require(self.max_payload_bytes > 0, "max_payload_bytes", "must be > 0")
+
+    def extract(self, record: WarcRecord, source: str) -> tuple[dict, str | None] | None:
+        """(document, None) for a kept document, (stub, reason) for a skipped one, None for a non-document."""
+        if record.type == "conversion":
+            return self._from_wet(record, source)
+        if record.type == "revisit":
+            return _stub(record, source), "revisit"
+        if record.type != "response":
+            return None
+        doc = _stub(record, source)
+        if record.oversized or record.content_length > self.max_payload_bytes + (1 << 16):
+            return doc, "payload_too_large"
+        response = parse_http_response(record.block)
+        if response is None:
+            return doc, "unparseable_http"
+        doc["http_status"] = response.status
+        media_type = response.media_type or _media_type(record.headers.get("warc-identified-payload-type"))
+        doc["content_type"] = media_type or ""
+        if 300 <= response.status < 400:
+            return doc, "redirect"
+        if response.status != 200:
+            return doc, "http_error"
+        body = response.body
+        if len(body) > self.max_payload_bytes:
+            return doc, "payload_too_large"
+        if media_type not in HTML_TYPES and not (media_type in (None, "application/octet-stream") and _looks_html(body)):
+            return doc, "not_html"
+        if _looks_binary(body):
+            return doc, "binary_payload"
+        html, doc["charset"], doc["charset_source"] = decode_html(body, response.charset)
+        try:
+            text = extract_plain_text(html, main_content=self.main_content, alt_texts=self.alt_texts,
+                                      list_bullets=self.list_bullets)
+        except Exception as exc:  # resiliparse raises on pathological markup; the run goes on
+            doc["detail"] = f"{type(exc).__name__}: {exc}"
+            return doc, "html_error"
+        doc["text"] = text.strip()
+        return doc, (None if doc["text"] else "empty_text")
+
+    def _from_wet(self, record: WarcRecord, source: str) -> tuple[dict, str | None]:
+        doc = _stub(record, source)
+        doc["content_type"] = "text/plain"
+        if record.oversized or len(record.block) > self.max_payload_bytes:
+            return doc, "payload_too_large"
+        doc["text"] = record.block.decode("utf-8", "replace").strip()
+        doc["charset"], doc["charset_source"] = "utf-8", "wet"
+        return doc, (None if doc["text"] else "empty_text")
+
+
+def _stub(record: WarcRecord, source: str) -> dict:
+    h = record.headers
+    record_id = h.get("warc-record-id", "").strip().strip("<>")
+    return {
+        "id": record_id or f"{source}@{record.offset}",
+        "url": h.get("warc-target-uri", "").strip().strip("<>"),
+        "date": h.get("warc-date", ""),
+        "text": "",
+        "source": source,
+        "offset": record.offset,
+    }
+
+
+def _media_type(value: str | None) -> str | None:
+    return value.split(";", 1)[0].strip().lower() or None if value else None
+
+
+def _looks_html(body: bytes) -> bool:
+    head = body[:1024].lstrip().lower()
+    return any(marker in head for marker in _SNIFF_MARKERS)
+
+
+def _looks_binary(body: bytes) -> bool:
+    """Binary data declared as text: a known file signature, NUL bytes, or many control bytes up front."""
+    head = body[:4096]
+    if head.startswith(_BINARY_MAGIC):
+        return True
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    return controls > 0.1 * max(len(head), 1)

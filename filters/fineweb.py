@@ -1,0 +1,60 @@
+"""FineWeb's own quality rules (Penedo et al. 2024), with datatrove v0.2.0 thresholds and comparisons."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from filters.base import RATIO_BINS, Document, Filter, Metric, linear_bins, require
+from filters.text import duplicates, words
+
+STOP_CHARS = (".", "'", '"', "!", "?")
+
+
+@dataclass(kw_only=True)
+class FineWebQuality(Filter):
+    """Drop documents whose lines rarely end in punctuation, are mostly short, repeat, or form a list."""
+
+    kind = "fineweb"
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+    def __post_init__(self):
+        for name in ("line_punct_thr", "short_line_thr", "char_duplicates_ratio"):
+            require(0 <= getattr(self, name) <= 1, name, "must be between 0 and 1")
+        require(self.short_line_length >= 0, "short_line_length", "must be >= 0")
+        require(self.new_line_ratio >= 0, "new_line_ratio", "must be >= 0")
+
+    def metrics(self):
+        return (
+            Metric("fineweb_line_punct_ratio", RATIO_BINS),
+            Metric("fineweb_short_line_ratio", RATIO_BINS),
+            Metric("fineweb_char_dup_ratio", RATIO_BINS),
+            Metric("fineweb_newline_word_ratio", linear_bins(0, 2, 40)),
+        )
+
+    def apply(self, doc: Document, events: Counter) -> str | None:
+        text = doc["text"]
+        lines = text.split("\n")
+        ratio = sum(1 for line in lines if line.endswith(STOP_CHARS)) / len(lines)
+        doc["fineweb_line_punct_ratio"] = ratio
+        if ratio <= self.line_punct_thr and not (ratio == 0 and self.line_punct_exclude_zero):
+            return "line_punct_ratio"
+        ratio = sum(1 for line in lines if len(line) <= self.short_line_length) / len(lines)
+        doc["fineweb_short_line_ratio"] = ratio
+        if ratio >= self.short_line_thr:
+            return "short_line_ratio"
+        non_empty = [line for line in lines if line.strip()]
+        ratio = duplicates(non_empty)[1] / max(len(text) - text.count("\n"), 1)
+        doc["fineweb_char_dup_ratio"] = ratio
+        if ratio >= self.char_duplicates_ratio:
+            return "char_dup_ratio"
+        ratio = text.count("\n") / max(len(words(text)), 1)
+        doc["fineweb_newline_word_ratio"] = ratio
+        if ratio > self.new_line_ratio:
+            return "list_ratio"
+        return None

@@ -1,0 +1,225 @@
+"""Gopher quality and repetition rules (Rae et al. 2021, appendix A), with datatrove v0.2.0 thresholds.
+
+Metrics are computed in rule order and stop at the first failing rule, so a document dropped early has no
+value for the later metrics. Differences from datatrove, all deliberate: words come from
+:func:`filters.text.words` (a regex close to NLTK's tokenizer, about 50x faster); datatrove's
+``max_non_alpha_words_ratio`` is named for what it is, ``min_alpha_words_ratio``; n-gram character counts
+include the spaces between words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from filters.base import RATIO_BINS, Document, Filter, Metric, linear_bins, log_bins, require
+from filters.text import duplicates, is_symbol, words
+
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+_PARAGRAPH_BREAK = re.compile(r"\n{2,}")
+_LINE_BREAKS = re.compile(r"\n+")
+
+
+@dataclass(kw_only=True)
+class GopherQuality(Filter):
+    """Document-level quality heuristics: length, word length, symbols, bullets, alphabetic words, stop words."""
+
+    kind = "gopher_quality"
+    min_doc_words: int = 50
+    max_doc_words: int = 100_000
+    min_avg_word_length: float = 3.0
+    max_avg_word_length: float = 10.0
+    max_symbol_word_ratio: float = 0.1
+    max_bullet_lines_ratio: float = 0.9
+    max_ellipsis_lines_ratio: float = 0.3
+    min_alpha_words_ratio: float = 0.8
+    min_stop_words: int = 2
+    stop_words: list[str] = field(default_factory=lambda: list(STOP_WORDS))
+
+    def __post_init__(self):
+        require(0 <= self.min_doc_words <= self.max_doc_words, "min_doc_words", "must be >= 0 and <= max_doc_words")
+        require(0 <= self.min_avg_word_length <= self.max_avg_word_length, "min_avg_word_length",
+                "must be >= 0 and <= max_avg_word_length")
+        for name in ("max_symbol_word_ratio", "max_bullet_lines_ratio", "max_ellipsis_lines_ratio",
+                     "min_alpha_words_ratio"):
+            require(0 <= getattr(self, name) <= 1, name, "must be between 0 and 1")
+        require(self.min_stop_words >= 0, "min_stop_words", "must be >= 0")
+        self._stop_words = frozenset(self.stop_words)
+
+    def metrics(self):
+        return (
+            Metric("gopher_words", log_bins(1, 1e6, 30), integer=True),
+            Metric("gopher_mean_word_length", linear_bins(0, 20, 40)),
+            Metric("gopher_hash_ratio", RATIO_BINS),
+            Metric("gopher_ellipsis_ratio", RATIO_BINS),
+            Metric("gopher_bullet_lines_ratio", RATIO_BINS),
+            Metric("gopher_ellipsis_lines_ratio", RATIO_BINS),
+            Metric("gopher_alpha_words_ratio", RATIO_BINS),
+            Metric("gopher_stop_words", log_bins(1, 1e5, 25), integer=True),
+        )
+
+    def apply(self, doc: Document, events: Counter) -> str | None:
+        text = doc["text"]
+        tokens = words(text)
+        content_words = [w for w in tokens if not is_symbol(w)]
+        n = len(content_words)
+        doc["gopher_words"] = n
+        if n < max(self.min_doc_words, 1):
+            return "too_few_words"
+        if n > self.max_doc_words:
+            return "too_many_words"
+        mean_length = sum(map(len, content_words)) / n
+        doc["gopher_mean_word_length"] = mean_length
+        if mean_length < self.min_avg_word_length:
+            return "mean_word_length_below_min"
+        if mean_length > self.max_avg_word_length:
+            return "mean_word_length_above_max"
+        n_tokens = len(tokens)
+        doc["gopher_hash_ratio"] = text.count("#") / n_tokens
+        if doc["gopher_hash_ratio"] > self.max_symbol_word_ratio:
+            return "hash_ratio_above_max"
+        doc["gopher_ellipsis_ratio"] = (text.count("...") + text.count("…")) / n_tokens
+        if doc["gopher_ellipsis_ratio"] > self.max_symbol_word_ratio:
+            return "ellipsis_ratio_above_max"
+        lines = text.splitlines() or [""]
+        bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
+        doc["gopher_bullet_lines_ratio"] = bullets / len(lines)
+        if doc["gopher_bullet_lines_ratio"] > self.max_bullet_lines_ratio:
+            return "bullet_lines_above_max"
+        ellipsis_lines = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
+        doc["gopher_ellipsis_lines_ratio"] = ellipsis_lines / len(lines)
+        if doc["gopher_ellipsis_lines_ratio"] > self.max_ellipsis_lines_ratio:
+            return "ellipsis_lines_above_max"
+        alpha = sum(1 for w in tokens if any(c.isalpha() for c in w))
+        doc["gopher_alpha_words_ratio"] = alpha / n_tokens
+        if doc["gopher_alpha_words_ratio"] < self.min_alpha_words_ratio:
+            return "alpha_words_below_min"
+        stop = self._stop_words
+        doc["gopher_stop_words"] = sum(1 for w in tokens if w in stop)
+        if doc["gopher_stop_words"] < self.min_stop_words:
+            return "too_few_stop_words"
+        return None
+
+
+def _pairs(value, name: str) -> list[tuple[int, float]]:
+    pairs = [(int(n), float(frac)) for n, frac in value]
+    for n, frac in pairs:
+        require(n >= 1, name, f"n-gram size must be >= 1, got {n}")
+        require(0 <= frac <= 1, name, f"fraction for {n}-grams must be between 0 and 1, got {frac}")
+    return pairs
+
+
+@dataclass(kw_only=True)
+class GopherRepetition(Filter):
+    """Repetition within a document: duplicated paragraphs and lines, frequent and duplicated n-grams."""
+
+    kind = "gopher_repetition"
+    dup_para_frac: float = 0.3
+    dup_para_char_frac: float = 0.2
+    dup_line_frac: float = 0.3
+    dup_line_char_frac: float = 0.2
+    top_n_grams: list[tuple[int, float]] = field(default_factory=lambda: [(2, 0.2), (3, 0.18), (4, 0.16)])
+    dup_n_grams: list[tuple[int, float]] = field(
+        default_factory=lambda: [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+    )
+
+    def __post_init__(self):
+        for name in ("dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac"):
+            require(0 <= getattr(self, name) <= 1, name, "must be between 0 and 1")
+        self.top_n_grams = _pairs(self.top_n_grams, "top_n_grams")
+        self.dup_n_grams = _pairs(self.dup_n_grams, "dup_n_grams")
+
+    def metrics(self):
+        names = ["rep_dup_para_frac", "rep_dup_para_char_frac", "rep_dup_line_frac", "rep_dup_line_char_frac"]
+        names += [f"rep_top_{n}_gram_char_frac" for n, _ in self.top_n_grams]
+        names += [f"rep_dup_{n}_gram_char_frac" for n, _ in self.dup_n_grams]
+        return tuple(Metric(name, RATIO_BINS) for name in names)
+
+    def apply(self, doc: Document, events: Counter) -> str | None:
+        text = doc["text"]
+        n_chars = max(len(text), 1)
+        paragraphs = _PARAGRAPH_BREAK.split(text.strip())
+        dups, dup_chars = duplicates(paragraphs)
+        doc["rep_dup_para_frac"] = dups / len(paragraphs)
+        if doc["rep_dup_para_frac"] > self.dup_para_frac:
+            return "dup_para_frac"
+        doc["rep_dup_para_char_frac"] = dup_chars / n_chars
+        if doc["rep_dup_para_char_frac"] > self.dup_para_char_frac:
+            return "dup_para_char_frac"
+        lines = _LINE_BREAKS.split(text)
+        dups, dup_chars = duplicates(lines)
+        doc["rep_dup_line_frac"] = dups / len(lines)
+        if doc["rep_dup_line_frac"] > self.dup_line_frac:
+            return "dup_line_frac"
+        doc["rep_dup_line_char_frac"] = dup_chars / n_chars
+        if doc["rep_dup_line_char_frac"] > self.dup_line_char_frac:
+            return "dup_line_char_frac"
+        ngrams = _NGrams(words(text))
+        for n, limit in self.top_n_grams:
+            value = ngrams.top_chars(n) / n_chars
+            doc[f"rep_top_{n}_gram_char_frac"] = value
+            if value > limit:
+                return f"top_{n}_gram"
+        for n, limit in self.dup_n_grams:
+            value = ngrams.duplicated_chars(n) / n_chars
+            doc[f"rep_dup_{n}_gram_char_frac"] = value
+            if value > limit:
+                return f"dup_{n}_gram"
+        return None
+
+
+class _NGrams:
+    """Word n-grams of one document as 64-bit hashes, so that counting is vectorised.
+
+    The character length of an n-gram is the length of its words joined by single spaces. Hash collisions
+    (probability ~ L^2 / 2^64 for L words) are the only departure from comparing strings.
+    """
+
+    def __init__(self, tokens: list[str]):
+        self._ids = np.array([hash(t) for t in tokens], dtype=np.int64).view(np.uint64)
+        lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+        self._prefix = np.concatenate(([0], np.cumsum(lengths)))
+
+    def _hashes(self, n: int) -> np.ndarray:
+        count = len(self._ids) - n + 1
+        h = self._ids[:count].copy()
+        for k in range(1, n):
+            h = h * np.uint64(0x9E3779B97F4A7C15) + self._ids[k : k + count]
+        return h
+
+    def _chars(self, n: int) -> np.ndarray:
+        return self._prefix[n:] - self._prefix[:-n] + (n - 1)
+
+    def top_chars(self, n: int) -> int:
+        """Characters covered by the most frequent n-gram: its length times its count (first one on ties)."""
+        if len(self._ids) < n:
+            return 0
+        _, first, counts = np.unique(self._hashes(n), return_index=True, return_counts=True)
+        best = first[counts == counts.max()].min()
+        return int(self._chars(n)[best] * counts.max())
+
+    def duplicated_chars(self, n: int) -> int:
+        """Characters in n-grams that repeat an earlier n-gram, scanning left to right and jumping over each
+        duplicate found (so overlapping repeats are not counted twice)."""
+        if len(self._ids) < n:
+            return 0
+        hashes = self._hashes(n)
+        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        if len(first) == len(hashes):
+            return 0  # every n-gram is distinct
+        chars = self._chars(n)
+        seen: set[int] = set()
+        total = i = 0
+        values = hashes.tolist()
+        while i < len(values):
+            v = values[i]
+            if v in seen:
+                total += int(chars[i])
+                i += n
+            else:
+                seen.add(v)
+                i += 1
+        return total

@@ -1,0 +1,105 @@
+"""Read a run back: the funnel table of ``refinery stats`` and the rejected samples of ``refinery sample``."""
+
+from __future__ import annotations
+
+import random
+
+import pyarrow.parquet as pq
+
+from pipeline.rundir import RunDir
+from pipeline.runner import collect_stats
+
+
+def load_stats(run: RunDir) -> dict:
+    """``stats.json`` of a finished run; for an unfinished one, the shards done so far, merged now."""
+    if not run.exists(run.path("workflow.json")):
+        raise FileNotFoundError(f"{run.url} is not a refinery run directory (no workflow.json)")
+    path = run.path("stats.json")
+    stats = run.read_json(path) if run.exists(path) else None
+    if stats is None or not stats["run"].get("complete"):
+        stats = collect_stats(run)
+    return stats
+
+
+def render_funnel(stats: dict) -> str:
+    """A plain-text table: per stage and filter, documents and bytes in, kept, dropped per reason."""
+    info = stats["run"]
+    lines = [f"run {info['name']}: {info['inputs']} input files, {info['shards']} shards"
+             + ("" if info.get("complete") else "  (INCOMPLETE: numbers cover the shards done so far)")]
+    header = f"{'':44}{'docs':>12}{'%':>9}{'bytes':>12}".rstrip()
+    for stage in stats["stages"]:
+        n_in = stage.get("docs_in", 0)
+        lines += ["", f"{stage['stage']} ({stage['kind']}, {stage['shards_done']}/{info['shards']} shards, "
+                      f"{stage.get('elapsed_s', 0):.1f} s of work)", header]
+        lines.append(_row("documents in", n_in, None, stage.get("bytes_in", 0)))
+        steps = stage.get("steps") or []
+        if steps:
+            for step in steps:
+                dropped = sum(step["dropped"].values())
+                label = f"{step['name']}: in {step['docs_in']:,}, dropped"
+                lines.append(_row(label, dropped, _pct(dropped, step["docs_in"])))
+                for reason, count in sorted(step["dropped"].items(), key=lambda kv: -kv[1]):
+                    lines.append(_row(f"    {reason}", count, _pct(count, n_in)))
+                for event, count in sorted(step["events"].items()):
+                    lines.append(f"      event {event}: {count:,}")
+        else:
+            for reason, count in sorted(stage.get("dropped", {}).items(), key=lambda kv: -kv[1]):
+                lines.append(_row(f"  dropped {reason}", count, _pct(count, n_in)))
+        lines.append(_row("kept", stage.get("docs_kept", 0), _pct(stage.get("docs_kept", 0), n_in),
+                          stage.get("bytes_kept", 0)))
+        if stage.get("records"):
+            lines.append("  WARC records: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stage["records"].items())))
+        if stage.get("read_issues"):
+            lines.append("  unreadable: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stage["read_issues"].items())))
+        for label, counts in sorted(stage.get("labels", {}).items()):
+            top = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
+            lines.append(f"  {label}: " + ", ".join(f"{k} {v:,}" for k, v in top)
+                         + (f", ... ({len(counts)} values)" if len(counts) > 8 else ""))
+    return "\n".join(lines)
+
+
+def _row(label: str, count: int, pct: float | None, size: int | None = None) -> str:
+    pct_text = "" if pct is None else f"{pct:.1f}%"
+    size_text = "" if size is None else _bytes(size)
+    return f"  {label:<42}{count:>12,}{pct_text:>9}{size_text:>12}".rstrip()
+
+
+def _pct(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def sample_rejected(run: RunDir, reason: str, n: int, seed: int = 0) -> list[dict]:
+    """Up to ``n`` rejected documents with ``reason`` (uniformly sampled with ``seed``), from every stage."""
+    stages = run.read_json(run.path("workflow.json"))["stages"]
+    rng = random.Random(seed)
+    chosen: list[dict] = []
+    seen = 0
+    for stage in stages:
+        folder = run.path(stage["name"], "rejected")
+        if not run.fs.exists(folder):
+            continue
+        for path in sorted(p for p in run.fs.ls(folder, detail=False) if p.endswith(".parquet")):
+            with run.open(path) as f:
+                table = pq.read_table(f, filters=[("reason", "=", reason)])
+            for row in table.to_pylist():
+                seen += 1  # reservoir sampling: every matching document equally likely
+                if len(chosen) < n:
+                    chosen.append(row)
+                else:
+                    j = rng.randrange(seen)
+                    if j < n:
+                        chosen[j] = row
+    return chosen
+
+
+def known_reasons(stats: dict) -> list[str]:
+    """Every drop reason that occurs in the run."""
+    return sorted({r for stage in stats["stages"] for r in stage.get("dropped", {})})

@@ -1,0 +1,234 @@
+"""Stages that run on one shard: extraction (WARC to documents) and filtering (documents to documents).
+
+Each stage turns a shard's input into kept documents, rejected documents (with their reason) and a
+:class:`~pipeline.stats.StageStats`. :func:`process_shard` runs a chain of such stages on one shard,
+skipping the stages already done, and writes every output; it knows nothing of Ray, so a benchmark or a
+test can call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pyarrow as pa
+
+from filters import FILTERS
+from filters.base import Filter
+from filters.extract import HtmlExtractor
+from filters.warc import ReadIssue, iter_records
+from pipeline.docio import annotation_fields, document_schema, read_documents, write_documents
+from pipeline.inputs import Shard
+from pipeline.rundir import RunDir, open_input
+from pipeline.schema import ConfigError, build
+from pipeline.stats import StageStats
+
+log = logging.getLogger("refinery")
+
+# skips that point at damaged or unusual input: logged as warnings (the routine ones only counted)
+NOTABLE_SKIPS = frozenset({"binary_payload", "payload_too_large", "html_error", "unparseable_http"})
+
+
+@dataclass
+class ShardContext:
+    """What a stage needs besides its documents: where to write, which shard, how to treat errors."""
+
+    run: RunDir
+    shard: Shard
+    on_error: str = "skip"
+    max_record_bytes: int = 1 << 26
+
+
+class Stage:
+    """A step of a workflow applied shard by shard."""
+
+    kind: ClassVar[str]
+    name: str
+
+    def filters(self) -> list[Filter]:
+        """The filters whose annotations this stage adds to documents."""
+        return []
+
+    def run(self, ctx: ShardContext, docs: list[dict] | None) -> tuple[list[dict], list[dict], StageStats]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+@dataclass
+class ExtractStage(Stage):
+    """WARC / WET records of the shard's byte range to documents."""
+
+    kind: ClassVar[str] = "extract"
+    name: str
+    extractor: HtmlExtractor
+
+    @classmethod
+    def from_table(cls, table: dict, *, file: str, key: str) -> "ExtractStage":
+        extractor = build(HtmlExtractor, table, file=file, key=key, skip=("kind", "name"))
+        return cls(name=table.get("name", cls.kind), extractor=extractor)
+
+    def run(self, ctx, docs):
+        shard = ctx.shard
+        stats = StageStats(self.name, self.kind, shard.id)
+        kept, rejected = [], []
+        with open_input(shard.path) as f:
+            for item in iter_records(f, shard.start, shard.end, max_record_bytes=ctx.max_record_bytes):
+                if isinstance(item, ReadIssue):
+                    stats.issue(item.reason, shard.path, item.offset, item.detail)
+                    log.warning("%s @%d: %s (%s)", shard.path, item.offset, item.reason, item.detail)
+                    continue
+                stats.records[item.type] += 1
+                out = self._extract(item, shard.path, ctx)
+                if out is None:
+                    continue
+                doc, reason = out
+                stats.document_in(item.content_length, None)
+                if reason is None:
+                    stats.document_kept(doc["text"])
+                    kept.append(doc)
+                    continue
+                reason = f"{self.name}.{reason}"
+                doc["reason"] = reason
+                stats.document_dropped(reason)
+                rejected.append(doc)
+                level = logging.WARNING if reason.split(".", 1)[1] in NOTABLE_SKIPS else logging.DEBUG
+                log.log(level, "%s @%d: skipped %s (%s)", shard.path, item.offset, doc["url"], reason)
+        return kept, rejected, stats
+
+    def _extract(self, record, source, ctx):
+        try:
+            return self.extractor.extract(record, source)
+        except Exception as exc:
+            if ctx.on_error == "raise":
+                raise
+            log.exception("%s @%d: extraction failed", source, record.offset)
+            stub = {"id": record.headers.get("warc-record-id", f"{source}@{record.offset}").strip("<>"),
+                    "url": record.headers.get("warc-target-uri", ""), "text": "", "source": source,
+                    "offset": record.offset, "detail": f"{type(exc).__name__}: {exc}"}
+            return stub, "error"
+
+
+@dataclass
+class Step:
+    """One filter inside a filter stage; ``name`` prefixes its drop reasons."""
+
+    name: str
+    filter: Filter
+
+
+@dataclass
+class FilterStage(Stage):
+    """Filters applied in order; the first one that drops a document gives its reason."""
+
+    kind: ClassVar[str] = "filter"
+    name: str
+    steps: list[Step]
+
+    @classmethod
+    def from_table(cls, table: dict, *, file: str, key: str) -> "FilterStage":
+        for name in table:
+            if name not in ("kind", "name", "filters"):
+                raise ConfigError(file, f"{key}.{name}", "unknown key; expected one of: filters, kind, name")
+        entries = table.get("filters")
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(file, f"{key}.filters", "expected a non-empty list of filter tables")
+        steps = []
+        for i, entry in enumerate(entries):
+            entry_key = f"{key}.filters[{i}]"
+            if not isinstance(entry, dict):
+                raise ConfigError(file, entry_key, "expected a table with a 'kind' key")
+            kind = entry.get("kind")
+            if kind not in FILTERS:
+                raise ConfigError(file, f"{entry_key}.kind",
+                                  f"unknown filter {kind!r}; expected one of: {', '.join(sorted(FILTERS))}")
+            filt = build(FILTERS[kind], entry, file=file, key=entry_key, skip=("kind", "name"))
+            steps.append(Step(entry.get("name", kind), filt))
+        names = [s.name for s in steps]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                raise ConfigError(file, f"{key}.filters[{i}].name",
+                                  f"two filters named {name!r}; give one a different 'name'")
+        return cls(name=table.get("name", cls.kind), steps=steps)
+
+    def filters(self):
+        return [s.filter for s in self.steps]
+
+    def run(self, ctx, docs):
+        stats = StageStats(self.name, self.kind, ctx.shard.id, [s.name for s in self.steps])
+        plan = [(s, stats.steps[s.name], s.filter.metrics(), s.filter.labels) for s in self.steps]
+        kept, rejected = [], []
+        for doc in docs:
+            stats.document_in(len(doc["text"].encode("utf-8")), len(doc["text"]))
+            reason = None
+            for step, step_stats, metrics, labels in plan:
+                step_stats["docs_in"] += 1
+                rule = self._apply(step, doc, step_stats["events"], metrics, ctx)
+                for metric in metrics:
+                    value = doc.get(metric.name)
+                    if value is not None:
+                        stats.observe(metric, value)
+                for label in labels:
+                    stats.count_label(label, doc.get(label) or "")
+                if rule is not None:
+                    reason = f"{step.name}.{rule}"
+                    stats.document_dropped(reason, step.name)
+                    break
+            if reason is None:
+                stats.document_kept(doc["text"])
+                kept.append(doc)
+            else:
+                doc["reason"] = reason
+                rejected.append(doc)
+        return kept, rejected, stats
+
+    @staticmethod
+    def _apply(step: Step, doc: dict, events, metrics, ctx) -> str | None:
+        for metric in metrics:  # values from an earlier run of the same filter must not linger
+            doc[metric.name] = None
+        try:
+            return step.filter.apply(doc, events)
+        except Exception as exc:
+            if ctx.on_error == "raise":
+                raise
+            log.exception("%s: filter %s failed on %s", ctx.shard.path, step.name, doc.get("id"))
+            doc["detail"] = f"{type(exc).__name__}: {exc}"
+            return "error"
+
+
+STAGE_KINDS: dict[str, type[Stage]] = {cls.kind: cls for cls in (ExtractStage, FilterStage)}
+
+
+def output_fields(stages: list[Stage]) -> list[list[pa.Field]]:
+    """For each stage, the annotation columns of its outputs: those of every filter up to and including it."""
+    out, filters = [], []
+    for stage in stages:
+        filters += stage.filters()
+        out.append(annotation_fields(filters))
+    return out
+
+
+def process_shard(ctx: ShardContext, stages: list[Stage], done: list[bool]) -> dict:
+    """Run ``stages`` on one shard, skipping those marked ``done``; write kept, rejected, then stats.
+
+    Returns a small summary (documents in and kept per stage) for progress display.
+    """
+    run, shard = ctx.run, ctx.shard
+    fields = output_fields(stages)
+    docs: list[dict] | None = None
+    summary = {}
+    for i, stage in enumerate(stages):
+        if done[i]:
+            docs = None
+            continue
+        if docs is None and i > 0:
+            docs = read_documents(run, run.kept(stages[i - 1].name, shard.id))
+        started = time.perf_counter()
+        kept, rejected, stats = stage.run(ctx, docs)
+        stats.elapsed_s = time.perf_counter() - started
+        write_documents(run, run.kept(stage.name, shard.id), kept, document_schema(fields[i]))
+        write_documents(run, run.rejected(stage.name, shard.id), rejected, document_schema(fields[i], rejected=True))
+        run.write_json(run.shard_stats(stage.name, shard.id), stats.to_json())
+        summary[stage.name] = (stats.docs_in, stats.docs_kept)
+        docs = kept
+    return summary

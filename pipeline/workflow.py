@@ -1,0 +1,146 @@
+"""Workflow files: a TOML description of a run, validated completely before any work starts.
+
+::
+
+    [run]
+    name = "demo"                 # the run directory is <output>/<name>
+    output = "../runs"            # optional; relative paths in this file are relative to this file
+    on_error = "skip"             # a document that makes a filter raise: "skip" (counted) or "raise"
+
+    [input]
+    paths = ["../data/warc/*/*.warc.gz", "s3://bucket/crawl/*.warc.gz"]
+    split_bytes = "64MiB"         # .gz files larger than this are read by several workers
+
+    [[stages]]
+    kind = "extract"
+    main_content = true
+
+    [[stages]]
+    kind = "filter"
+    name = "quality"
+    [[stages.filters]]
+    kind = "language"
+    languages = ["en"]
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Literal
+
+from filters.base import ParamError
+from pipeline.inputs import InputFile, NoInputError, expand_inputs
+from pipeline.schema import ByteSize, ConfigError, build, describe
+from pipeline.stages import STAGE_KINDS, ExtractStage, Stage
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    name: str
+    output: str = ""
+    on_error: Literal["skip", "raise"] = "skip"
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise ParamError("name", f"expected a plain directory name, got {self.name!r}")
+
+
+@dataclass(kw_only=True)
+class InputConfig:
+    paths: list[str]
+    split_bytes: ByteSize = ByteSize(64 << 20)
+    max_record_bytes: ByteSize = ByteSize(64 << 20)
+
+    def __post_init__(self):
+        if not self.paths:
+            raise ParamError("paths", "expected at least one path or glob")
+        if self.split_bytes < 1 << 16:
+            raise ParamError("split_bytes", f"expected at least 64KiB, got {int(self.split_bytes)}")
+
+
+@dataclass
+class Workflow:
+    """A validated workflow: where it came from, its run settings, inputs and stages."""
+
+    file: str
+    run: RunConfig
+    input: InputConfig
+    stages: list[Stage]
+    input_files: list[InputFile] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.file))
+
+    def run_dir(self, output: str | None = None) -> str:
+        """The run directory: ``output`` (command line, relative to the working directory), else ``run.output``
+        (relative to the workflow file), else ``runs/`` in the working directory; then the run name."""
+        if output:
+            root = output
+        elif self.run.output:
+            root = self.run.output if "://" in self.run.output else os.path.join(self.base_dir, self.run.output)
+        else:
+            root = "runs"
+        if "://" not in root:
+            root = os.path.abspath(root)
+        return f"{root.rstrip('/')}/{self.run.name}"
+
+    def normalized(self) -> dict:
+        """What determines the outputs (inputs and stages), for comparing a rerun with the original run."""
+        return {"input": {"files": [[f.path, f.size] for f in self.input_files],
+                          "split_bytes": int(self.input.split_bytes),
+                          "max_record_bytes": int(self.input.max_record_bytes)},
+                "stages": [repr(stage) for stage in self.stages], "on_error": self.run.on_error}
+
+
+def load_workflow(path: str) -> Workflow:
+    """Parse and validate the workflow file at ``path``, resolving its inputs; raises :class:`ConfigError`."""
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(path, "", "no such workflow file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    for key in table:
+        if key not in ("run", "input", "stages"):
+            raise ConfigError(path, key, "unknown section; expected one of: input, run, stages")
+    for section in ("run", "input", "stages"):
+        if section not in table:
+            raise ConfigError(path, section, "missing required section")
+    run = build(RunConfig, table["run"], file=path, key="run")
+    inputs = build(InputConfig, table["input"], file=path, key="input")
+    stages = _stages(table["stages"], path)
+    workflow = Workflow(path, run, inputs, stages)
+    try:
+        workflow.input_files = expand_inputs(inputs.paths, workflow.base_dir)
+    except NoInputError as exc:
+        raise ConfigError(path, f"input.paths[{exc.index}]", str(exc)) from None
+    return workflow
+
+
+def _stages(entries, path: str) -> list[Stage]:
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(path, "stages", f"expected a non-empty list of [[stages]] tables, got {describe(entries)}")
+    stages: list[Stage] = []
+    for i, entry in enumerate(entries):
+        key = f"stages[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(path, key, "expected a table")
+        kind = entry.get("kind")
+        if kind not in STAGE_KINDS:
+            raise ConfigError(path, f"{key}.kind",
+                              f"unknown stage kind {kind!r}; expected one of: {', '.join(sorted(STAGE_KINDS))}")
+        name = entry.get("name", kind)
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(path, f"{key}.name", f"expected a name of letters, digits, '-' or '_', got {name!r}")
+        if any(s.name == name for s in stages):
+            raise ConfigError(path, f"{key}.name", f"a stage named {name!r} comes earlier; names must be unique")
+        stage = STAGE_KINDS[kind].from_table(entry, file=path, key=key)
+        if (i == 0) != isinstance(stage, ExtractStage):
+            where = "the first stage must be" if i == 0 else "only the first stage can be"
+            raise ConfigError(path, f"{key}.kind", f"{where} 'extract' (it reads the WARC inputs)")
+        stages.append(stage)
+    return stages

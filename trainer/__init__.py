@@ -1,0 +1,1 @@
+"""Decoder-only Transformer training on token shards: model, optimizers, loop, checkpoints, SFT."""
