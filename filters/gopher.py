@@ -108,7 +108,7 @@ def _pairs(value, name: str) -> list[tuple[int, float]]:
     pairs = [(int(n), float(frac)) for n, frac in value]
     for n, frac in pairs:
         require(n >= 1, name, f"n-gram size must be >= 1, got {n}")
-        require(0 <= frac <= 1, name, f"fraction for {n}-grams must be between 0 and 1, got {frac}")
+        require(frac >= 0, name, f"fraction for {n}-grams must be >= 0 (above 1 disables the rule), got {frac}")
     return pairs
 
 

@@ -45,10 +45,8 @@ def write_documents(run: RunDir, path: str, docs: list[dict], schema: pa.Schema)
     """Write ``docs`` to ``path`` atomically (temporary name, then rename), in row groups."""
     tmp = run.temp_name(path)
     with run.open(tmp, "wb") as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
-        for i in range(0, len(docs), ROW_GROUP):
+        for i in range(0, len(docs), ROW_GROUP):  # no documents: a file with the schema and no row group
             writer.write_table(pa.Table.from_pylist(docs[i : i + ROW_GROUP], schema=schema))
-        if not docs:
-            writer.write_table(schema.empty_table())
     run.commit(tmp, path)
 
 

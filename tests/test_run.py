@@ -1,0 +1,205 @@
+"""Whole runs of workflows/demo.toml on Ray: outputs agree with the stats, resumption and sharding change
+nothing, bad input files are counted, and the stats / sample commands read the run back."""
+
+from __future__ import annotations
+
+import copy
+import glob
+import hashlib
+import json
+import os
+import random
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main
+from pipeline.runner import run_workflow
+from pipeline.schema import ByteSize, ConfigError
+from pipeline.workflow import load_workflow
+from tests.helpers import ROOT, WARC_DIR, response, write_warc
+
+DEMO = str(ROOT / "workflows" / "demo.toml")
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def run(tmp_path, workflow=None, **kw) -> tuple[dict, str]:
+    workflow = workflow or load_workflow(DEMO)
+    stats = run_workflow(workflow, output=str(tmp_path), progress=False, **kw)
+    return stats, stats["run"]["run_dir"]
+
+
+def snapshot(run_dir: str) -> dict:
+    """Everything a run produced, minus timings: documents per stage/outcome/shard and the merged stats."""
+    files = {}
+    for path in sorted(glob.glob(f"{run_dir}/*/*/*.parquet")):
+        rows = pq.read_table(path).to_pylist()
+        files[os.path.relpath(path, run_dir)] = [
+            (r["id"], hashlib.sha1((r["text"] or "").encode()).hexdigest(), r.get("reason")) for r in rows]
+    stats = json.load(open(f"{run_dir}/stats.json"))
+    return {"files": files, "stats": strip_timings(stats)}
+
+
+def strip_timings(stats: dict) -> dict:
+    stats = copy.deepcopy(stats)
+    stats["run"].pop("wall_s", None)
+    for stage in stats["stages"]:
+        stage.pop("elapsed_s", None)
+    return stats
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reference")
+    stats, run_dir = run(tmp)
+    return stats, run_dir, snapshot(run_dir)
+
+
+def test_outputs_agree_with_stats(reference):
+    stats, run_dir, snap = reference
+    extract, quality = stats["stages"]
+    assert stats["run"]["complete"] and stats["run"]["inputs"] == 9 and stats["run"]["shards"] > 9
+    for stage in stats["stages"]:
+        assert stage["docs_in"] == stage["docs_kept"] + sum(stage["dropped"].values())
+        kept = pq.read_table(f"{run_dir}/{stage['stage']}/kept").num_rows
+        rejected = pq.read_table(f"{run_dir}/{stage['stage']}/rejected").num_rows
+        assert (kept, rejected) == (stage["docs_kept"], stage["docs_in"] - stage["docs_kept"])
+    assert quality["docs_in"] == extract["docs_kept"]
+    # the sample's known contents (see data/warc/PROVENANCE.md)
+    assert extract["dropped"] == {"extract.not_html": 28, "extract.redirect": 4, "extract.revisit": 124}
+    assert extract["records"]["response"] == 189 and extract["read_issues"] == {}
+    assert sum(quality["labels"]["language"].values()) == quality["steps"][0]["docs_in"] == quality["docs_in"]
+    steps = [s["name"] for s in quality["steps"]]
+    assert steps == ["language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
+    assert quality["histograms"]["language_score"]["n"] == quality["docs_in"]
+
+
+def test_every_document_is_accounted_for_exactly_once(reference):
+    _, run_dir, _ = reference
+    ids = {}
+    for stage in ("extract", "quality"):
+        for outcome in ("kept", "rejected"):
+            ids[stage, outcome] = pq.read_table(f"{run_dir}/{stage}/{outcome}", columns=["id"]).column("id").to_pylist()
+    for stage in ("extract", "quality"):
+        both = ids[stage, "kept"] + ids[stage, "rejected"]
+        assert len(both) == len(set(both))
+    assert sorted(ids["quality", "kept"] + ids["quality", "rejected"]) == sorted(ids["extract", "kept"])
+
+
+def test_outputs_open_with_datasets(reference):
+    import datasets
+
+    stats, run_dir, _ = reference
+    ds = datasets.load_dataset("parquet", data_files=f"{run_dir}/quality/kept/*.parquet", split="train")
+    assert len(ds) == stats["stages"][1]["docs_kept"] > 0
+    assert set(ds.column_names) >= {"id", "url", "text", "language", "language_score", "pii_emails"}
+    assert all(lang == "en" for lang in ds["language"])
+    assert all("@allenai.org" not in text for text in ds["text"])
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, reference):
+    _, ref_dir, ref_snap = reference
+    _, run_dir = run(tmp_path)
+    # interrupt it after the fact: shards in every state a killed run can leave behind
+    rng = random.Random(3)
+    markers = sorted(glob.glob(f"{run_dir}/*/stats/*.json"))
+    for path in rng.sample(markers, len(markers) // 2):
+        os.remove(path)  # outputs written, marker not yet: the shard must be redone
+    for path in rng.sample(sorted(glob.glob(f"{run_dir}/quality/kept/*.parquet")), 3):
+        shard = os.path.basename(path)[: -len(".parquet")]
+        if os.path.exists(f"{run_dir}/quality/stats/{shard}.json"):
+            os.remove(f"{run_dir}/quality/stats/{shard}.json")
+        with open(path, "wb") as f:
+            f.write(b"PAR1 half-written")  # never happens with atomic renames, but must not matter either
+        with open(path + ".tmp-0123456789ab", "wb") as f:
+            f.write(b"leftover temporary file")
+    os.remove(f"{run_dir}/stats.json")
+    stats, _ = run(tmp_path)
+    assert stats["run"]["complete"]
+    assert snapshot(run_dir) == {**ref_snap, "stats": {**ref_snap["stats"], "run": {
+        **ref_snap["stats"]["run"], "run_dir": run_dir}}}
+
+
+def test_the_result_does_not_depend_on_how_files_are_split(tmp_path, reference):
+    _, _, ref_snap = reference
+    workflow = load_workflow(DEMO)
+    workflow.input.split_bytes = ByteSize(64 << 20)  # one shard per file
+    stats, run_dir = run(tmp_path, workflow)
+    assert stats["run"]["shards"] == 9
+    snap = snapshot(run_dir)
+
+    def documents(s):
+        return {(path.split("/")[0], path.split("/")[1]): sorted(row for rows in [v for p, v in s["files"].items()
+                if p.split("/")[:2] == path.split("/")[:2]] for row in rows) for path in s["files"]}
+
+    assert documents(snap) == documents(ref_snap)
+    for mine, ref in zip(snap["stats"]["stages"], ref_snap["stats"]["stages"]):
+        for key in ("docs_in", "docs_kept", "bytes_in", "bytes_kept", "dropped", "steps", "labels", "records"):
+            assert mine[key] == ref[key], key
+        assert {k: h["counts"] for k, h in mine["histograms"].items()} == {
+            k: h["counts"] for k, h in ref["histograms"].items()}
+
+
+def test_rerunning_a_changed_workflow_is_refused_unless_restarted(tmp_path):
+    run(tmp_path)
+    workflow = load_workflow(DEMO)
+    workflow.stages[1].steps[0].filter.threshold = 0.9
+    with pytest.raises(ConfigError, match="differs from the run"):
+        run(tmp_path, workflow)
+    stats, _ = run(tmp_path, workflow, restart=True)
+    assert stats["stages"][1]["steps"][0]["dropped"]["language.score_below_threshold"] > 3
+
+
+def test_bad_input_files_are_counted_and_the_rest_processed(tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    good = (WARC_DIR / "dolma/sample-0001.warc.gz").read_bytes()
+    damaged = bytearray(good)
+    for i in range(60_000, 60_040):
+        damaged[i] ^= 0xFF
+    (inputs / "a-good.warc.gz").write_bytes(good)
+    (inputs / "b-damaged.warc.gz").write_bytes(bytes(damaged))
+    (inputs / "c-empty.warc.gz").write_bytes(b"")
+    (inputs / "d-html.warc.gz").write_bytes(b"<html>this is not a WARC file</html>")
+    (inputs / "e-truncated.warc.gz").write_bytes(good[:100_000])
+    write_warc(inputs / "f-big.warc.gz", [response("http://big.example/", b"<p>" + b"x" * (10 << 20) + b"</p>"),
+                                          response("http://small.example/", b"<html><p>fine</p></html>")])
+    workflow_file = tmp_path / "bad.toml"
+    workflow_file.write_text(open(DEMO).read().replace('"../data/warc/*/*.warc.gz", "../data/warc/*/*.warc.wet.gz"',
+                                                       f'"{inputs}/*.warc.gz"').replace('name = "demo"',
+                                                                                        'name = "bad"'))
+    stats, _ = run(tmp_path, load_workflow(str(workflow_file)))
+    extract = stats["stages"][0]
+    assert stats["run"]["complete"]
+    assert extract["read_issues"].keys() == {"corrupt_gzip_member", "empty_file", "not_warc", "truncated_gzip_member"}
+    assert extract["dropped"]["extract.payload_too_large"] == 1
+    sources = {s["source"].rsplit("/", 1)[-1] for s in extract["issue_samples"]}
+    assert sources == {"b-damaged.warc.gz", "c-empty.warc.gz", "d-html.warc.gz", "e-truncated.warc.gz"}
+    # the damaged copy loses only the record in its corrupt member
+    good_docs = 15
+    assert extract["docs_kept"] >= good_docs + (good_docs - 1) + 1
+
+
+def test_stats_and_sample_commands(reference, capsys):
+    _, run_dir, _ = reference
+    assert main(["stats", run_dir]) == 0
+    out = capsys.readouterr().out
+    assert "extract.revisit" in out and "language.not_allowed" in out and "kept" in out
+    assert main(["stats", run_dir, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stages"][0]["dropped"]["extract.redirect"] == 4
+    assert main(["sample", run_dir, "--reason", "extract.redirect", "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--- ") == 2 and "extract.redirect" in out and "iana.org" in out
+    assert main(["sample", run_dir, "--reason", "no.such_reason"]) == 2
+    assert "reasons in this run: " in capsys.readouterr().err
+
+
+def test_stats_of_an_unfinished_run_cover_the_shards_done(tmp_path, capsys):
+    _, run_dir = run(tmp_path)
+    os.remove(f"{run_dir}/stats.json")
+    for path in sorted(glob.glob(f"{run_dir}/quality/stats/*.json"))[:2]:
+        os.remove(path)
+    assert main(["stats", run_dir]) == 0
+    assert "INCOMPLETE" in capsys.readouterr().out
+    shutil.rmtree(run_dir)

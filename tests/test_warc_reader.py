@@ -1,0 +1,137 @@
+"""The WARC reader against warcio and fastwarc on real files, by byte range, and on damaged input."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+
+import pytest
+from fastwarc.warc import ArchiveIterator as FastwarcIterator
+from warcio.archiveiterator import ArchiveIterator as WarcioIterator
+
+from filters.http import parse_http_response
+from filters.warc import ReadIssue, WarcRecord, iter_records
+from tests.helpers import SAMPLE_WARCS, WARC_DIR, response, write_warc
+
+
+def read_all(data: bytes, start: int = 0, end: int | None = None, **kw) -> tuple[list[WarcRecord], list[ReadIssue]]:
+    items = list(iter_records(io.BytesIO(data), start, end, **kw))
+    return [r for r in items if isinstance(r, WarcRecord)], [r for r in items if isinstance(r, ReadIssue)]
+
+
+def member_offsets(data: bytes) -> list[int]:
+    offsets, pos = [], 0
+    while pos < len(data):
+        offsets.append(pos)
+        d = zlib.decompressobj(31)
+        d.decompress(data[pos:])
+        pos = len(data) - len(d.unused_data)
+    return offsets
+
+
+@pytest.mark.parametrize("path", SAMPLE_WARCS, ids=lambda p: p.name)
+def test_same_records_as_warcio_and_fastwarc(path):
+    data = path.read_bytes()
+    records, issues = read_all(data)
+    assert issues == []
+    with open(path, "rb") as f:
+        expected = [(r.rec_type, r.rec_headers.get_header("WARC-Record-ID"), r.raw_stream.read())
+                    for r in WarcioIterator(f, no_record_parse=True)]
+    assert [(r.type, r.headers.get("warc-record-id"), r.block) for r in records] == expected
+    fast = [(str(r.record_type), r.record_id) for r in FastwarcIterator(io.BytesIO(data), parse_http=False)]
+    assert [(r.type, r.headers.get("warc-record-id")) for r in records] == fast
+
+
+@pytest.mark.parametrize("name", ["pywb/iana.warc.gz", "dolma/sample-0000.warc.gz", "resiliparse/warcfile.warc.gz"])
+@pytest.mark.parametrize("split", [4096, 50_000, 10**6])
+def test_byte_ranges_cover_every_record_exactly_once(name, split):
+    data = (WARC_DIR / name).read_bytes()
+    whole, _ = read_all(data)
+    pieces = []
+    for start in range(0, len(data), split):
+        records, issues = read_all(data, start, min(start + split, len(data)))
+        assert issues == []
+        pieces += records
+    assert [(r.offset, r.headers["warc-record-id"]) for r in pieces] == [
+        (r.offset, r.headers["warc-record-id"]) for r in whole]
+
+
+def test_a_corrupt_gzip_member_costs_only_its_own_record():
+    data = bytearray((WARC_DIR / "pywb/iana.warc.gz").read_bytes())
+    whole, _ = read_all(bytes(data))
+    offsets = member_offsets(bytes(data))
+    victim = offsets[40]
+    for i in range(victim + 30, victim + 60):  # inside the deflate stream of member 40
+        data[i] ^= 0x5A
+    records, issues = read_all(bytes(data))
+    assert [i.reason for i in issues] == ["corrupt_gzip_member"]
+    assert issues[0].offset == victim
+    survivors = [r for r in whole if r.offset != victim]
+    assert [(r.offset, r.block) for r in records] == [(r.offset, r.block) for r in survivors]
+    assert len(records) == len(whole) - 1
+
+
+def test_a_truncated_file_keeps_every_complete_record():
+    data = (WARC_DIR / "dolma/sample-0001.warc.gz").read_bytes()
+    whole, _ = read_all(data)
+    offsets = member_offsets(data)
+    cut = offsets[20] + 100
+    records, issues = read_all(data[:cut])
+    assert [i.reason for i in issues] == ["truncated_gzip_member"]
+    complete = [r for r in records if not r.truncated]
+    assert [r.block for r in complete] == [r.block for r in whole if r.offset < offsets[20]]
+
+
+def test_garbage_between_members_is_skipped_and_reported():
+    data = (WARC_DIR / "warcio/example.warc.gz").read_bytes()
+    offsets = member_offsets(data)
+    damaged = data[: offsets[3]] + b"\x00" * 777 + data[offsets[3]:]
+    records, issues = read_all(damaged)
+    assert [i.reason for i in issues] == ["garbage_between_members"]
+    assert len(records) == len(read_all(data)[0])
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty_file"),
+    (b"<html><body>not a WARC file at all</body></html>" * 50, "not_warc"),
+    (gzip.compress(b"just some text, gzipped" * 100), "not_warc"),
+])
+def test_files_that_are_not_warc_are_reported(content, reason):
+    records, issues = read_all(content)
+    assert records == []
+    assert [i.reason for i in issues] == [reason]
+
+
+def test_uncompressed_warc_resynchronises_after_a_damaged_header():
+    plain = gzip.decompress((WARC_DIR / "pywb/iana.warc.gz").read_bytes())
+    whole, issues = read_all(plain)
+    assert issues == [] and len(whole) == 343
+    victim = whole[100]
+    damaged = plain[: victim.offset] + b"GARBAGE/1.0\r\n" + plain[victim.offset + len(b"WARC/1.0\r\n"):]
+    records, issues = read_all(damaged)
+    assert [i.reason for i in issues] == ["malformed_record"]
+    assert len(records) == len(whole) - 1
+    assert victim.headers["warc-record-id"] not in {r.headers["warc-record-id"] for r in records}
+
+
+def test_oversized_records_are_skipped_unread(tmp_path):
+    big = b"<html><body>" + b"x" * (3 << 20) + b"</body></html>"
+    data = write_warc(None, [response("http://a.example/", b"<html>small</html>"), response("http://b.example/", big),
+                             response("http://c.example/", b"<html>after</html>")])
+    records, issues = read_all(data, max_record_bytes=1 << 20)
+    assert issues == []
+    assert [r.oversized for r in records] == [False, True, False]
+    assert records[1].block == b"" and records[1].content_length > 3 << 20
+    assert b"after" in records[2].block
+
+
+def test_clueweb_lf_only_http_headers_parse():
+    """ClueWeb09 puts LF-only HTTP headers in CRLF WARC records; fastwarc 2.0.1 loses 10 KB of HTML there."""
+    records, _ = read_all((WARC_DIR / "resiliparse/clueweb-quirk.warc.gz").read_bytes())
+    responses = [r for r in records if r.type == "response"]
+    assert len(responses) == 29
+    first = parse_http_response(responses[0].block)
+    assert first.status == 200
+    assert first.media_type == "text/html" and first.charset == "EUC-JP"
+    assert len(first.body) == 31_293 and first.body.startswith(b"<html>")

@@ -1,0 +1,104 @@
+"""Workflow files: every malformed one is refused before any work, naming the file, the key, the expectation."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.schema import ByteSize, ConfigError
+from pipeline.workflow import load_workflow
+from tests.helpers import ROOT, WARC_DIR
+
+GOOD = f"""
+[run]
+name = "t"
+
+[input]
+paths = ["{WARC_DIR}/warcio/*.warc.gz"]
+
+[[stages]]
+kind = "extract"
+
+[[stages]]
+kind = "filter"
+[[stages.filters]]
+kind = "language"
+threshold = 0.5
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "wf.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_good_workflow_loads(tmp_path):
+    wf = load_workflow(str(write(tmp_path, GOOD)))
+    assert [s.name for s in wf.stages] == ["extract", "filter"]
+    assert len(wf.input_files) == 1
+    assert wf.stages[1].steps[0].filter.threshold == 0.5
+
+
+@pytest.mark.parametrize("change, key, expected", [
+    (("[run]", "[rnu]"), "rnu", "unknown section; expected one of: input, run, stages"),
+    (('name = "t"', 'nmae = "t"'), "run.nmae", "unknown key; expected one of: name, on_error, output"),
+    (('name = "t"', ""), "run.name", "missing required key (a string)"),
+    (('name = "t"', 'name = "a/b"'), "run.name", "expected a plain directory name"),
+    (('name = "t"', 'name = "t"\non_error = "ignore"'), "run.on_error", "expected one of 'skip', 'raise'"),
+    (("threshold = 0.5", 'threshold = "high"'), "stages[1].filters[0].threshold", "expected a number, got 'high'"),
+    (("threshold = 0.5", "threshold = 1.5"), "stages[1].filters[0].threshold", "must be between 0 and 1"),
+    (("threshold = 0.5", "treshold = 0.5"), "stages[1].filters[0].treshold", "unknown key; expected one of: "
+                                                                            "languages, model, threshold"),
+    (("threshold = 0.5", "languages = \"en\""), "stages[1].filters[0].languages", "expected a list of strings"),
+    (('kind = "language"', 'kind = "langauge"'), "stages[1].filters[0].kind", "unknown filter 'langauge'"),
+    (('kind = "filter"', 'kind = "filtr"'), "stages[1].kind", "unknown stage kind 'filtr'; expected one of"),
+    (('kind = "extract"', 'kind = "extract"\nmain_content = "yes"'), "stages[0].main_content",
+     "expected true or false"),
+    (('kind = "extract"', 'kind = "extract"\nmax_payload_bytes = 0'), "stages[0].max_payload_bytes", "must be > 0"),
+    (("[[stages]]\nkind = \"extract\"", "[[stages]]\nkind = \"filter\"\nfilters = [{kind = \"pii\"}]"),
+     "stages[0].kind", "the first stage must be 'extract'"),
+    (('kind = "filter"', 'kind = "filter"\nname = "extract"'), "stages[1].name", "names must be unique"),
+    (("paths = [", 'split_bytes = "64 parsecs"\npaths = ['), "input.split_bytes", "expected a size in bytes"),
+    (("paths = [", "split_bytes = 1000\npaths = ["), "input.split_bytes", "expected at least 64KiB"),
+    ((f'"{WARC_DIR}/warcio/*.warc.gz"', '"/nonexistent/*.warc.gz"'), "input.paths[0]",
+     "no file matches '/nonexistent/*.warc.gz'"),
+    (("[input]", "[input]\npaths2 = 1"), "input.paths2", "unknown key"),
+])
+def test_malformed_workflows_are_refused_with_file_key_and_expectation(tmp_path, change, key, expected):
+    old, new = change
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load_workflow(str(path))
+    message = str(err.value)
+    assert err.value.key == key
+    assert message.startswith(f"{path}: {key}: ")
+    assert expected in message
+
+
+def test_invalid_toml_names_the_file_and_line(tmp_path):
+    path = write(tmp_path, GOOD.replace('name = "t"', "name = t"))
+    with pytest.raises(ConfigError, match=r"wf\.toml: not valid TOML: .*line 3"):
+        load_workflow(str(path))
+
+
+def test_cli_refuses_before_any_work_and_exits_2(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("threshold = 0.5", "threshold = -1"))
+    code = main(["run", str(path), "--output", str(tmp_path / "runs")])
+    assert code == 2
+    assert "stages[1].filters[0].threshold: must be between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_shipped_workflows_are_valid(capsys):
+    for path in sorted((ROOT / "workflows").glob("*.toml")):
+        assert main(["validate", str(path)]) == 0
+        assert "valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, value", [(123, 123), ("64MiB", 64 << 20), ("1.5GB", 1_500_000_000), ("512k", 512_000)])
+def test_byte_sizes(text, value):
+    assert ByteSize.parse(text) == value
