@@ -3,7 +3,7 @@
 
 Run with the project's environment (the datatrove side runs in its own virtualenv, made on first use)::
 
-    /tmp/venv/bin/python benchmarks/bench_filter_throughput.py            # full: ~45 MB of HTML, 3 repeats
+    /tmp/venv/bin/python benchmarks/bench_filter_throughput.py            # full: 60 MB of HTML, 3 repeats
     /tmp/venv/bin/python benchmarks/bench_filter_throughput.py --quick    # 300 pages, 1 repeat, no trafilatura
 
 Both sides read the same WARC (built by ``build_corpus.py`` from Debian documentation packages) in one process
@@ -182,7 +182,7 @@ def profile_ours(ours: Ours, top: int) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-pages", type=int, default=0, help="benchmark a WARC of only this many pages")
-    ap.add_argument("--max-mb", type=float, default=45.0, help="MB of HTML in the benchmark WARC")
+    ap.add_argument("--max-mb", type=float, default=None, help="MB of HTML in the benchmark WARC (default 60)")
     ap.add_argument("--quick", action="store_true", help="300 pages, 1 repeat, no trafilatura")
     ap.add_argument("--repeats", type=int, default=3, help="measurements per side; the median is reported")
     ap.add_argument("--trafilatura", choices=["off", "once", "all"], default="once",
@@ -204,10 +204,9 @@ def main(argv=None) -> int:
 
     import build_corpus
 
-    name = f"corpus-{args.max_pages}p.warc.gz" if args.max_pages else "corpus.warc.gz"
-    warc = WORK / name
-    manifest = build_corpus.build(warc, packages=list(build_corpus.PACKAGES), max_mb=args.max_mb,
-                                  max_pages=args.max_pages, seed=20240517)
+    max_mb = build_corpus.DEFAULT_MAX_MB if args.max_mb is None else args.max_mb
+    warc = WORK / build_corpus.default_name(max_mb, args.max_pages)
+    manifest = build_corpus.build(warc, max_mb=max_mb, max_pages=args.max_pages)
     html_mb = manifest["html_bytes"] / 1e6
     dt_python = ensure_datatrove_venv()
 

@@ -5,8 +5,9 @@ Steps, each skipped when its output already exists (so a second run is instant):
 
 1. ``apt-get download PKG`` into ``benchmarks/.work/debs/`` (Debian's archive is the only source used);
 2. ``dpkg-deb -x`` each package into ``benchmarks/.work/debroot/PKG/``;
-3. pick HTML pages (regular files only: symlinks and byte-identical copies are skipped), shuffle them with a
-   fixed seed so that the languages and sites are mixed as in a crawl, stop at ``--max-mb`` of HTML or
+3. pick HTML pages (regular files only: symlinks and byte-identical copies are skipped) in a seeded random
+   order that mixes sites and languages as a crawl does, about 40% of them from the English manuals
+   (``--english-share``; Common Crawl is ~45% English), stop at ``--max-mb`` of HTML or
    ``--max-pages`` pages, and write one ``.warc.gz`` (one gzip member per record) with a ``warcinfo`` record
    and, per page, a ``request`` and a ``response`` record (``HTTP/1.1 200 OK``, ``Content-Type: text/html;
    charset=...``, realistic server headers).
@@ -15,8 +16,8 @@ The output depends only on the packages' contents and the options: record ids, d
 derived from the page path and a seed, never from the clock. A JSON manifest is written next to the WARC;
 when it matches the requested options and the WARC is present, nothing is rebuilt.
 
-    /tmp/venv/bin/python benchmarks/build_corpus.py                 # benchmarks/.work/corpus.warc.gz
-    /tmp/venv/bin/python benchmarks/build_corpus.py --max-pages 300 -o benchmarks/.work/small.warc.gz
+    /tmp/venv/bin/python benchmarks/build_corpus.py                # benchmarks/.work/corpus-60mb.warc.gz
+    /tmp/venv/bin/python benchmarks/build_corpus.py --max-pages 300  # benchmarks/.work/corpus-300p.warc.gz
 
 Needs ``apt-get`` and ``dpkg-deb`` (Debian) and ``warcio``. If ``apt-get download`` cannot find a package, run
 ``apt-get update`` once.
@@ -56,6 +57,9 @@ PACKAGES: dict[str, tuple[str, str]] = {
 ENGLISH_ONLY = frozenset({"python3.11-doc", "debian-reference-en", "developers-reference", "maint-guide"})
 ENGLISH_DIRS = frozenset({"en", "en-US"})  # the multilingual manuals keep one directory per language
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+DEFAULT_MAX_MB = 60.0
+DEFAULT_ENGLISH_SHARE = 0.4
+DEFAULT_SEED = 20240517
 MAX_PAGE_BYTES = 4 << 20  # the project's extractor skips larger payloads; none of these packages has one
 SERVERS = ["nginx", "Apache", "Apache/2.4.62 (Debian)", "nginx/1.22.1", "cloudflare", "Varnish"]
 USER_AGENT = "Mozilla/5.0 (compatible; refinery-bench/1.0)"
@@ -203,10 +207,15 @@ def write_warc(pages: list[tuple[str, str, bytes]], output: Path, seed: int) -> 
     return {"responses": len(pages), "html_bytes": n_bytes, "per_package": per_package}
 
 
-def build(output: Path, *, packages: list[str], max_mb: float, max_pages: int, seed: int,
-          english_share: float = 0.5) -> dict:
+def default_name(max_mb: float = DEFAULT_MAX_MB, max_pages: int = 0) -> str:
+    return f"corpus-{max_pages}p.warc.gz" if max_pages else f"corpus-{max_mb:g}mb.warc.gz"
+
+
+def build(output: Path, *, packages: list[str] = tuple(PACKAGES), max_mb: float = DEFAULT_MAX_MB, max_pages: int = 0,
+          seed: int = DEFAULT_SEED, english_share: float = DEFAULT_ENGLISH_SHARE) -> dict:
     """Build ``output`` unless its manifest says it was built with the same options; return the manifest."""
     manifest_path = output.with_name(output.name + ".json")
+    packages = list(packages)
     wanted = {"packages": packages, "max_mb": max_mb, "max_pages": max_pages, "seed": seed,
               "english_share": english_share}
     if output.exists() and manifest_path.exists():
@@ -251,15 +260,17 @@ def build(output: Path, *, packages: list[str], max_mb: float, max_pages: int, s
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-o", "--output", type=Path, default=WORK / "corpus.warc.gz")
+    ap.add_argument("-o", "--output", type=Path,
+                    help="default: benchmarks/.work/corpus-60mb.warc.gz (corpus-<N>p.warc.gz with --max-pages N)")
     ap.add_argument("--packages", nargs="+", default=list(PACKAGES), choices=list(PACKAGES))
-    ap.add_argument("--max-mb", type=float, default=45.0, help="stop after this many MB of HTML (0: no limit)")
+    ap.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB, help="stop after this many MB of HTML (0: no limit)")
     ap.add_argument("--max-pages", type=int, default=0, help="stop after this many pages (0: no limit)")
-    ap.add_argument("--english-share", type=float, default=0.5,
+    ap.add_argument("--english-share", type=float, default=DEFAULT_ENGLISH_SHARE,
                     help="probability that the next page is drawn from the English pages")
-    ap.add_argument("--seed", type=int, default=20240517)
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = ap.parse_args(argv)
-    manifest = build(args.output.resolve(), packages=args.packages, max_mb=args.max_mb, max_pages=args.max_pages,
+    output = args.output or WORK / default_name(args.max_mb, args.max_pages)
+    manifest = build(output.resolve(), packages=args.packages, max_mb=args.max_mb, max_pages=args.max_pages,
                      seed=args.seed, english_share=args.english_share)
     print(json.dumps({k: manifest[k] for k in ("responses", "english_pages", "html_bytes", "warc_bytes", "per_package")}))
     return 0

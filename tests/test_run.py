@@ -203,3 +203,45 @@ def test_stats_of_an_unfinished_run_cover_the_shards_done(tmp_path, capsys):
     assert main(["stats", run_dir]) == 0
     assert "INCOMPLETE" in capsys.readouterr().out
     shutil.rmtree(run_dir)
+
+
+def test_fsspec_urls_and_uncompressed_warc(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    import gzip
+
+    (inputs / "example.warc").write_bytes(gzip.decompress((WARC_DIR / "warcio/example.warc.gz").read_bytes()))
+    shutil.copy(WARC_DIR / "commoncrawl-whirlwind/whirlwind.warc.wet.gz", inputs)
+    workflow_file = tmp_path / "urls.toml"
+    workflow_file.write_text(open(DEMO).read().replace(
+        '"../data/warc/*/*.warc.gz", "../data/warc/*/*.warc.wet.gz"', f'"file://{inputs}/*.warc*"').replace(
+        'output = "../runs"', f'output = "file://{tmp_path}/out"').replace('name = "demo"', 'name = "urls"'))
+    workflow = load_workflow(str(workflow_file))
+    assert [f.path for f in workflow.input_files] == [f"file://{inputs}/example.warc",
+                                                       f"file://{inputs}/whirlwind.warc.wet.gz"]
+    stats = run_workflow(workflow, progress=False)
+    assert stats["run"]["run_dir"] == f"file://{tmp_path}/out/urls"
+    extract = stats["stages"][0]
+    assert extract["docs_kept"] == 2 and extract["dropped"] == {"extract.revisit": 1}
+    assert os.path.exists(f"{tmp_path}/out/urls/stats.json")
+
+
+def test_skipped_records_are_logged_with_file_and_offset(tmp_path, caplog):
+    from pipeline.inputs import Shard
+    from pipeline.rundir import RunDir
+    from pipeline.stages import ShardContext, process_shard
+
+    bad = tmp_path / "bad.warc.gz"
+    data = bytearray((WARC_DIR / "dolma/sample-0001.warc.gz").read_bytes())
+    for i in range(60_000, 60_040):
+        data[i] ^= 0xFF
+    write_warc(tmp_path / "png.warc.gz", [response("http://png.example/", b"\x89PNG\r\n\x1a\n" + bytes(3000))])
+    bad.write_bytes(bytes(data) + (tmp_path / "png.warc.gz").read_bytes())
+    workflow = load_workflow(DEMO)
+    ctx = ShardContext(RunDir(str(tmp_path / "run")), Shard("000000-0000", str(bad), 0, None))
+    with caplog.at_level("WARNING", logger="refinery"):
+        summary = process_shard(ctx, workflow.stages, [False, False])
+    assert summary["extract"][1] == 14  # 15 pages, one in the corrupt member
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"{bad} @") and "corrupt_gzip_member" in m for m in messages)
+    assert any(f"{bad} @" in m and "http://png.example/" in m and "binary_payload" in m for m in messages)
