@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 
 import pyarrow.parquet as pq
@@ -51,11 +52,36 @@ def render_funnel(stats: dict) -> str:
             lines.append("  WARC records: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stage["records"].items())))
         if stage.get("read_issues"):
             lines.append("  unreadable: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stage["read_issues"].items())))
+        metrics = [(name, h) for name, h in stage.get("histograms", {}).items() if h["n"]]
+        if metrics:
+            lines.append(f"  {'metric':<40}{'docs':>8}{'mean':>10}{'p10':>10}{'p50':>10}{'p90':>10}")
+            for name, h in metrics:
+                p10, p50, p90 = (histogram_quantile(h, q) for q in (0.1, 0.5, 0.9))
+                lines.append(f"  {name:<40}{h['n']:>8,}{h['sum'] / h['n']:>10.4g}{p10:>10.4g}{p50:>10.4g}{p90:>10.4g}")
         for label, counts in sorted(stage.get("labels", {}).items()):
             top = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
             lines.append(f"  {label}: " + ", ".join(f"{k} {v:,}" for k, v in top)
                          + (f", ... ({len(counts)} values)" if len(counts) > 8 else ""))
     return "\n".join(lines)
+
+
+def histogram_quantile(h: dict, q: float) -> float:
+    """The ``q`` quantile of a histogram: exact for zeros, else interpolated linearly inside its bin (clamped to
+    the observed range)."""
+    target = q * h["n"]
+    if target <= h["zeros"]:
+        return 0.0
+    edges, counts = h["edges"], list(h["counts"])
+    counts[bisect.bisect_right(edges, 0)] -= h["zeros"]
+    seen = h["zeros"]
+    for i, count in enumerate(counts):
+        if count and seen + count >= target:
+            lo = edges[i - 1] if i > 0 else h["min"]
+            hi = edges[i] if i < len(edges) else h["max"]
+            value = lo + (hi - lo) * (target - seen) / count
+            return min(max(value, h["min"]), h["max"])
+        seen += count
+    return h["max"]
 
 
 def _row(label: str, count: int, pct: float | None, size: int | None = None) -> str:

@@ -23,6 +23,7 @@ class Histogram:
         self.edges = list(edges)
         self.counts = [0] * (len(self.edges) + 1)
         self.n = 0
+        self.zeros = 0  # exact zeros are common (no hashes, no e-mails): counted apart, for honest quantiles
         self.sum = 0.0
         self.min: float | None = None
         self.max: float | None = None
@@ -30,13 +31,14 @@ class Histogram:
     def add(self, value: float) -> None:
         self.counts[bisect.bisect_right(self.edges, value)] += 1
         self.n += 1
+        self.zeros += value == 0
         self.sum += value
         self.min = value if self.min is None or value < self.min else self.min
         self.max = value if self.max is None or value > self.max else self.max
 
     def to_json(self) -> dict:
-        return {"edges": self.edges, "counts": self.counts, "n": self.n, "sum": self.sum, "min": self.min,
-                "max": self.max}
+        return {"edges": self.edges, "counts": self.counts, "n": self.n, "zeros": self.zeros, "sum": self.sum,
+                "min": self.min, "max": self.max}
 
 
 class StageStats:
@@ -146,4 +148,5 @@ def _merge_histograms(a: dict, b: dict) -> dict:
     mins = [v for v in (a["min"], b["min"]) if v is not None]
     maxs = [v for v in (a["max"], b["max"]) if v is not None]
     return {"edges": a["edges"], "counts": [x + y for x, y in zip(a["counts"], b["counts"])], "n": a["n"] + b["n"],
-            "sum": a["sum"] + b["sum"], "min": min(mins) if mins else None, "max": max(maxs) if maxs else None}
+            "zeros": a["zeros"] + b["zeros"], "sum": a["sum"] + b["sum"], "min": min(mins) if mins else None,
+            "max": max(maxs) if maxs else None}

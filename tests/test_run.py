@@ -245,3 +245,4 @@ def test_skipped_records_are_logged_with_file_and_offset(tmp_path, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith(f"{bad} @") and "corrupt_gzip_member" in m for m in messages)
     assert any(f"{bad} @" in m and "http://png.example/" in m and "binary_payload" in m for m in messages)
+
