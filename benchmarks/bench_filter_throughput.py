@@ -3,8 +3,8 @@
 
 Run with the project's environment (the datatrove side runs in its own virtualenv, made on first use)::
 
-    /tmp/venv/bin/python benchmarks/bench_filter_throughput.py            # full: 60 MB of HTML, 3 repeats
-    /tmp/venv/bin/python benchmarks/bench_filter_throughput.py --quick    # 300 pages, 1 repeat, no trafilatura
+    .venv/bin/python benchmarks/bench_filter_throughput.py            # full: 60 MB of HTML, 3 repeats
+    .venv/bin/python benchmarks/bench_filter_throughput.py --quick    # 300 pages, 1 repeat, no trafilatura
 
 Both sides read the same WARC (built by ``build_corpus.py`` from Debian documentation packages) in one process
 pinned to one CPU, in the same run, interleaved repeat by repeat:
@@ -42,7 +42,7 @@ DT_VENV = WORK / "venv-datatrove"
 LID_MODEL = ROOT / "filters" / "models" / "lid.176.ftz"
 SHARD_ID = "000000-0000"
 
-sys.path.insert(0, str(ROOT))  # the project (also installed editable in /tmp/venv)
+sys.path.insert(0, str(ROOT))  # the project (also installed editable by ./dev)
 sys.path.insert(0, str(HERE))
 
 
@@ -116,7 +116,9 @@ class Ours:
         return {"side": "refinery", "read": stats[0]["records"].get("response", 0) + stats[0]["records"].get("conversion", 0),
                 "kept": summary[wf.stages[-1].name][1], "wall_s": wall_s, "cpu_s": cpu_s, "setup_s": self.setup_s,
                 "stages": {s["stage"]: {"in": s["docs_in"], "kept": s["docs_kept"], "dropped": s["dropped"],
-                                        "elapsed_s": round(s["elapsed_s"], 3)} for s in stats}}
+                                        "elapsed_s": round(s["elapsed_s"], 3),
+                                        "steps": {t["name"]: t["docs_in"] - sum(t["dropped"].values())
+                                                  for t in s["steps"]}} for s in stats}}
 
 
 # -- datatrove's side -------------------------------------------------------------------------------------------
@@ -152,14 +154,14 @@ def summarize(runs: list[dict], html_mb: float) -> dict:
 
 
 def print_table(rows: list[dict], anchor: dict, ours: dict) -> None:
-    head = (f"{'pipeline (1 core)':<24}{'docs read':>10}{'kept':>7}{'wall s':>9}{'best s':>9}{'cpu s':>8}"
+    head = (f"{'pipeline (1 core)':<31}{'docs read':>10}{'kept':>7}{'wall s':>9}{'best s':>9}{'cpu s':>8}"
             f"{'setup s':>9}{'docs/s':>9}{'MB/s':>7}{'ours/this':>11}")
     print(head)
     print("-" * len(head))
     for r in rows:
         ratio = ours["docs_per_s"] / r["docs_per_s"]
         name = r["side"] + (" (anchor)" if r is anchor else "")
-        print(f"{name:<24}{r['read']:>10}{r['kept']:>7}{r['wall_s']:>9.2f}{r['best_s']:>9.2f}{r['cpu_s']:>8.2f}"
+        print(f"{name:<31}{r['read']:>10}{r['kept']:>7}{r['wall_s']:>9.2f}{r['best_s']:>9.2f}{r['cpu_s']:>8.2f}"
               f"{r['setup_s']:>9.2f}{r['docs_per_s']:>9.1f}{r['mb_per_s']:>7.2f}{ratio:>10.2f}x"
               + ("" if r["consistent"] else "  (counts varied between repeats!)"))
 
@@ -236,16 +238,21 @@ def main(argv=None) -> int:
     print(f"\nratio ours/datatrove (anchor, resiliparse extractor), documents/s per core: "
           f"{mine['docs_per_s'] / anchor['docs_per_s']:.2f}x")
 
-    print("\nkept after each step:")
+    print("\ndocuments left after each step (seconds spent in it, last repeat):")
     st = runs["refinery"][-1]["stages"]
-    print("  refinery:  " + ", ".join(f"{k} {v['in']} in -> {v['kept']} kept" for k, v in st.items()))
-    print("             dropped: " + ", ".join(f"{k}={v}" for s in st.values() for k, v in sorted(s["dropped"].items())))
+    chain = []
+    for name, stage in st.items():
+        chain += [f"{step} {left}" for step, left in stage["steps"].items()] or [f"{name} {stage['kept']}"]
+    print("  refinery: " + " -> ".join(chain) + "  (stages: "
+          + ", ".join(f"{k} {v['elapsed_s']:.1f}s" for k, v in st.items()) + ", plus Parquet writes)")
+    reasons = sorted(((r, n) for v in st.values() for r, n in v["dropped"].items()), key=lambda kv: -kv[1])
+    print("    dropped: " + ", ".join(f"{r} {n}" for r, n in reasons))
     for e in extractors:
         steps = runs[e][-1]["steps"]
-        parts = [f"{k.split(': ', 1)[-1].strip()} {v.get('forwarded', v.get('total', v.get('documents', 0)))}"
-                 for k, v in steps.items()]
+        parts = [f"{k.split(': ', 1)[-1].strip()} {v.get('forwarded', v.get('documents', v.get('total', 0)))} "
+                 f"({v.get('time_s', 0):.1f}s)" for k, v in steps.items()]
         extra = [f"{k}={v}" for s in steps.values() for k, v in s.items() if k in ("timeout", "clean_error", "broken_process")]
-        print(f"  datatrove+{e}: " + " -> ".join(parts) + (f"  [{', '.join(extra)}]" if extra else ""))
+        print(f"  datatrove+{e}: " + " -> ".join(parts) + (f"  [extractor {', '.join(extra)}]" if extra else ""))
 
     if args.json:
         args.json.write_text(json.dumps({"warc": str(warc), "manifest": manifest, "summary": rows, "runs": runs},

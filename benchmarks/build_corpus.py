@@ -16,8 +16,8 @@ The output depends only on the packages' contents and the options: record ids, d
 derived from the page path and a seed, never from the clock. A JSON manifest is written next to the WARC;
 when it matches the requested options and the WARC is present, nothing is rebuilt.
 
-    /tmp/venv/bin/python benchmarks/build_corpus.py                # benchmarks/.work/corpus-60mb.warc.gz
-    /tmp/venv/bin/python benchmarks/build_corpus.py --max-pages 300  # benchmarks/.work/corpus-300p.warc.gz
+    .venv/bin/python benchmarks/build_corpus.py                # benchmarks/.work/corpus-60mb.warc.gz
+    .venv/bin/python benchmarks/build_corpus.py --max-pages 300  # benchmarks/.work/corpus-300p.warc.gz
 
 Needs ``apt-get`` and ``dpkg-deb`` (Debian) and ``warcio``. If ``apt-get download`` cannot find a package, run
 ``apt-get update`` once.

@@ -113,6 +113,7 @@ def main() -> int:
     by_name = {}
     for step in steps:
         by_name[step["name"]] = {k: (v["total"] if isinstance(v, dict) else v) for k, v in step["stats"].items()}
+        by_name[step["name"]]["time_s"] = round(step.get("time_stats", {}).get("total", 0.0), 3)
     reader = next(v for k, v in by_name.items() if "Warc" in k)
     writer = next(v for k, v in by_name.items() if "Parquet" in k)
     print(json.dumps({

@@ -7,6 +7,7 @@ import re
 
 _WORD = re.compile(r"\w+(?:[-'’.]\w+)*|\.\.\.|[^\w\s]")
 _SYMBOLS_ONLY = re.compile(r"[\W_]+")
+_LETTER = re.compile(r"[^\W\d_]")
 
 _last_text: str | None = None
 _last_words: list[str] = []
@@ -25,6 +26,11 @@ def words(text: str) -> list[str]:
 def is_symbol(token: str) -> bool:
     """True for tokens made only of punctuation and symbols (no letter or digit)."""
     return _SYMBOLS_ONLY.fullmatch(token) is not None
+
+
+def has_letter(token: str) -> bool:
+    """True when ``token`` contains at least one letter."""
+    return _LETTER.search(token) is not None
 
 
 def duplicates(items: list[str]) -> tuple[int, int]:

@@ -140,3 +140,41 @@ def test_out_of_range_parameters_name_the_parameter(cls, params, param):
     with pytest.raises(ParamError) as err:
         cls(**params)
     assert err.value.param == param
+
+
+def reference_top_chars(words: list[str], n: int) -> int:
+    """datatrove's find_top_duplicate on its space-joined n-grams."""
+    grams = [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0
+    gram, count = Counter(grams).most_common(1)[0]
+    return len(gram) * count
+
+
+def reference_duplicated_chars(words: list[str], n: int) -> int:
+    """datatrove's find_all_duplicate: scan, count a repeated n-gram's characters, jump over it."""
+    seen, total, i = set(), 0, 0
+    while i < len(words) - n + 1:
+        gram = "".join(words[i : i + n])
+        if gram in seen:
+            total += len(gram)
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return total
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_vectorised_ngram_counts_equal_the_string_reference(seed):
+    from filters.gopher import _NGrams
+
+    rng = __import__("random").Random(seed)
+    vocab = ["a", "bb", "ccc", "the", "whale", "sea", ".", ","][: rng.randint(2, 8)]
+    words = [rng.choice(vocab) for _ in range(rng.randint(0, 400))]
+    if seed % 5 == 0:  # long verbatim repeats, as in boilerplate
+        words = words[:50] * 4 + words
+    grams = _NGrams(words)
+    for n in range(2, 11):
+        assert grams.top_chars(n) == reference_top_chars(words, n), n
+        assert grams.duplicated_chars(n) == reference_duplicated_chars(words, n), n
