@@ -52,10 +52,15 @@ def log(msg: str) -> None:
 
 # -- datatrove's environment ------------------------------------------------------------------------------------
 
+
 def datatrove_requirements() -> list[str]:
     # resiliparse pinned to the project's version, so that both sides run the same extraction code
-    return ["datatrove[io,processing]==0.10.1", "spacy>=3.8,<3.9", "lxml_html_clean",
-            f"resiliparse=={importlib.metadata.version('resiliparse')}"]
+    return [
+        "datatrove[io,processing]==0.10.1",
+        "spacy>=3.8,<3.9",
+        "lxml_html_clean",
+        f"resiliparse=={importlib.metadata.version('resiliparse')}",
+    ]
 
 
 def ensure_datatrove_venv() -> Path:
@@ -78,10 +83,11 @@ def ensure_datatrove_venv() -> Path:
 
 # -- our side ---------------------------------------------------------------------------------------------------
 
+
 def write_workflow(warc: Path) -> Path:
     """benchmarks/throughput.toml with [input].paths set to ``warc`` (absolute), written into .work/."""
     text = (HERE / "throughput.toml").read_text()
-    text, n = re.subn(r'(?m)^paths = \[.*\]', lambda _: f"paths = [{json.dumps(str(warc))}]", text)
+    text, n = re.subn(r"(?m)^paths = \[.*\]", lambda _: f"paths = [{json.dumps(str(warc))}]", text)
     assert n == 1, "throughput.toml: expected one 'paths = [...]' line"
     path = WORK / f"throughput-{warc.name.split('.')[0]}.toml"
     path.write_text(text)
@@ -107,25 +113,49 @@ class Ours:
         shutil.rmtree(out_dir, ignore_errors=True)
         wf = self.workflow
         run = RunDir(str(out_dir))
-        ctx = ShardContext(run, Shard(SHARD_ID, str(self.warc), 0, None), wf.run.on_error,
-                           int(wf.input.max_record_bytes))
+        ctx = ShardContext(
+            run, Shard(SHARD_ID, str(self.warc), 0, None), wf.run.on_error, int(wf.input.max_record_bytes)
+        )
         cpu0, t0 = time.process_time(), time.perf_counter()
         summary = process_shard(ctx, wf.stages, [False] * len(wf.stages))
         wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
         stats = [run.read_json(run.shard_stats(stage.name, SHARD_ID)) for stage in wf.stages]
-        return {"side": "refinery", "read": stats[0]["records"].get("response", 0) + stats[0]["records"].get("conversion", 0),
-                "kept": summary[wf.stages[-1].name][1], "wall_s": wall_s, "cpu_s": cpu_s, "setup_s": self.setup_s,
-                "stages": {s["stage"]: {"in": s["docs_in"], "kept": s["docs_kept"], "dropped": s["dropped"],
-                                        "elapsed_s": round(s["elapsed_s"], 3),
-                                        "steps": {t["name"]: t["docs_in"] - sum(t["dropped"].values())
-                                                  for t in s["steps"]}} for s in stats}}
+        return {
+            "side": "refinery",
+            "read": stats[0]["records"].get("response", 0) + stats[0]["records"].get("conversion", 0),
+            "kept": summary[wf.stages[-1].name][1],
+            "wall_s": wall_s,
+            "cpu_s": cpu_s,
+            "setup_s": self.setup_s,
+            "stages": {
+                s["stage"]: {
+                    "in": s["docs_in"],
+                    "kept": s["docs_kept"],
+                    "dropped": s["dropped"],
+                    "elapsed_s": round(s["elapsed_s"], 3),
+                    "steps": {t["name"]: t["docs_in"] - sum(t["dropped"].values()) for t in s["steps"]},
+                }
+                for s in stats
+            },
+        }
 
 
 # -- datatrove's side -------------------------------------------------------------------------------------------
 
+
 def run_datatrove(python: Path, warc: Path, extractor: str, out_dir: Path, timeout: float | None) -> dict:
-    cmd = [str(python), str(HERE / "datatrove_side.py"), "--warc", str(warc), "--out", str(out_dir),
-           "--lid-model", str(LID_MODEL), "--extractor", extractor]
+    cmd = [
+        str(python),
+        str(HERE / "datatrove_side.py"),
+        "--warc",
+        str(warc),
+        "--out",
+        str(out_dir),
+        "--lid-model",
+        str(LID_MODEL),
+        "--extractor",
+        extractor,
+    ]
     if timeout:
         cmd += ["--extract-timeout", str(timeout)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
@@ -134,8 +164,10 @@ def run_datatrove(python: Path, warc: Path, extractor: str, out_dir: Path, timeo
     process_s = time.perf_counter() - t0
     (WORK / f"datatrove-{extractor}.log").write_text(res.stderr)
     if res.returncode != 0:
-        sys.exit(f"datatrove side failed ({res.returncode}); see {WORK / f'datatrove-{extractor}.log'}:\n"
-                 f"{res.stderr[-4000:]}")
+        sys.exit(
+            f"datatrove side failed ({res.returncode}); see {WORK / f'datatrove-{extractor}.log'}:\n"
+            f"{res.stderr[-4000:]}"
+        )
     out = json.loads(res.stdout.strip().splitlines()[-1])
     out["process_s"] = process_s
     return out
@@ -143,27 +175,41 @@ def run_datatrove(python: Path, warc: Path, extractor: str, out_dir: Path, timeo
 
 # -- report -----------------------------------------------------------------------------------------------------
 
+
 def summarize(runs: list[dict], html_mb: float) -> dict:
     walls = [r["wall_s"] for r in runs]
     wall = statistics.median(walls)
     last = runs[-1]
-    return {"side": last["side"], "read": last["read"], "kept": last["kept"], "wall_s": wall, "best_s": min(walls),
-            "cpu_s": statistics.median(r["cpu_s"] for r in runs), "setup_s": statistics.median(r["setup_s"] for r in runs),
-            "docs_per_s": last["read"] / wall, "mb_per_s": html_mb / wall, "n": len(runs),
-            "consistent": len({(r["read"], r["kept"]) for r in runs}) == 1}
+    return {
+        "side": last["side"],
+        "read": last["read"],
+        "kept": last["kept"],
+        "wall_s": wall,
+        "best_s": min(walls),
+        "cpu_s": statistics.median(r["cpu_s"] for r in runs),
+        "setup_s": statistics.median(r["setup_s"] for r in runs),
+        "docs_per_s": last["read"] / wall,
+        "mb_per_s": html_mb / wall,
+        "n": len(runs),
+        "consistent": len({(r["read"], r["kept"]) for r in runs}) == 1,
+    }
 
 
 def print_table(rows: list[dict], anchor: dict, ours: dict) -> None:
-    head = (f"{'pipeline (1 core)':<31}{'docs read':>10}{'kept':>7}{'wall s':>9}{'best s':>9}{'cpu s':>8}"
-            f"{'setup s':>9}{'docs/s':>9}{'MB/s':>7}{'ours/this':>11}")
+    head = (
+        f"{'pipeline (1 core)':<31}{'docs read':>10}{'kept':>7}{'wall s':>9}{'best s':>9}{'cpu s':>8}"
+        f"{'setup s':>9}{'docs/s':>9}{'MB/s':>7}{'ours/this':>11}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         ratio = ours["docs_per_s"] / r["docs_per_s"]
         name = r["side"] + (" (anchor)" if r is anchor else "")
-        print(f"{name:<31}{r['read']:>10}{r['kept']:>7}{r['wall_s']:>9.2f}{r['best_s']:>9.2f}{r['cpu_s']:>8.2f}"
-              f"{r['setup_s']:>9.2f}{r['docs_per_s']:>9.1f}{r['mb_per_s']:>7.2f}{ratio:>10.2f}x"
-              + ("" if r["consistent"] else "  (counts varied between repeats!)"))
+        print(
+            f"{name:<31}{r['read']:>10}{r['kept']:>7}{r['wall_s']:>9.2f}{r['best_s']:>9.2f}{r['cpu_s']:>8.2f}"
+            f"{r['setup_s']:>9.2f}{r['docs_per_s']:>9.1f}{r['mb_per_s']:>7.2f}{ratio:>10.2f}x"
+            + ("" if r["consistent"] else "  (counts varied between repeats!)")
+        )
 
 
 def profile_ours(ours: Ours, top: int) -> None:
@@ -187,13 +233,26 @@ def main(argv=None) -> int:
     ap.add_argument("--max-mb", type=float, default=None, help="MB of HTML in the benchmark WARC (default 60)")
     ap.add_argument("--quick", action="store_true", help="300 pages, 1 repeat, no trafilatura")
     ap.add_argument("--repeats", type=int, default=3, help="measurements per side; the median is reported")
-    ap.add_argument("--trafilatura", choices=["off", "once", "all"], default="once",
-                    help="also time datatrove with its Trafilatura extractor: never, in the first repeat, or every one")
-    ap.add_argument("--extract-timeout", type=float, default=None,
-                    help="datatrove's per-document extraction timeout (default: datatrove's own)")
+    ap.add_argument(
+        "--trafilatura",
+        choices=["off", "once", "all"],
+        default="once",
+        help="also time datatrove with its Trafilatura extractor: never, in the first repeat, or every one",
+    )
+    ap.add_argument(
+        "--extract-timeout",
+        type=float,
+        default=None,
+        help="datatrove's per-document extraction timeout (default: datatrove's own)",
+    )
     ap.add_argument("--cpu", type=int, default=0, help="pin both sides to this CPU (-1: no pinning)")
-    ap.add_argument("--profile", type=int, default=0, metavar="N",
-                    help="afterwards, profile our side once and print the top N functions by cumulative time")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="afterwards, profile our side once and print the top N functions by cumulative time",
+    )
     ap.add_argument("--json", type=Path, help="also write all measurements to this file")
     args = ap.parse_args(argv)
     if args.quick:
@@ -224,39 +283,61 @@ def main(argv=None) -> int:
                 continue
             r = run_datatrove(dt_python, warc, e, WORK / f"out-datatrove-{e}", args.extract_timeout)
             runs[e].append(r)
-            log(f"repeat {i + 1}/{args.repeats}: datatrove+{e} {r['wall_s']:.2f}s ({r['read']} read, "
-                f"{r['kept']} kept; process {r['process_s']:.1f}s)")
+            log(
+                f"repeat {i + 1}/{args.repeats}: datatrove+{e} {r['wall_s']:.2f}s ({r['read']} read, "
+                f"{r['kept']} kept; process {r['process_s']:.1f}s)"
+            )
 
     rows = {k: summarize(v, html_mb) for k, v in runs.items()}
     mine, anchor = rows["refinery"], rows["resiliparse"]
     cpu = f"CPU {args.cpu}" if args.cpu >= 0 else "no CPU pinning"
-    print(f"\nWARC: {warc} ({manifest['responses']} responses, {html_mb:.1f} MB of HTML, "
-          f"{manifest['english_pages']} pages from English manuals); {cpu}")
-    print(f"wall/cpu s: median of {args.repeats} repeat(s) (trafilatura: {rows.get('trafilatura', {}).get('n', 0)}); "
-          f"best s: fastest repeat; setup s (not timed): imports, workflow, model load\n")
+    print(
+        f"\nWARC: {warc} ({manifest['responses']} responses, {html_mb:.1f} MB of HTML, "
+        f"{manifest['english_pages']} pages from English manuals); {cpu}"
+    )
+    print(
+        f"wall/cpu s: median of {args.repeats} repeat(s) (trafilatura: {rows.get('trafilatura', {}).get('n', 0)}); "
+        f"best s: fastest repeat; setup s (not timed): imports, workflow, model load\n"
+    )
     print_table([mine, anchor] + ([rows["trafilatura"]] if "trafilatura" in rows else []), anchor, mine)
-    print(f"\nratio ours/datatrove (anchor, resiliparse extractor), documents/s per core: "
-          f"{mine['docs_per_s'] / anchor['docs_per_s']:.2f}x")
+    print(
+        f"\nratio ours/datatrove (anchor, resiliparse extractor), documents/s per core: "
+        f"{mine['docs_per_s'] / anchor['docs_per_s']:.2f}x"
+    )
 
     print("\ndocuments left after each step (seconds spent in it, last repeat):")
     st = runs["refinery"][-1]["stages"]
     chain = []
     for name, stage in st.items():
         chain += [f"{step} {left}" for step, left in stage["steps"].items()] or [f"{name} {stage['kept']}"]
-    print("  refinery: " + " -> ".join(chain) + "  (stages: "
-          + ", ".join(f"{k} {v['elapsed_s']:.1f}s" for k, v in st.items()) + ", plus Parquet writes)")
+    print(
+        "  refinery: "
+        + " -> ".join(chain)
+        + "  (stages: "
+        + ", ".join(f"{k} {v['elapsed_s']:.1f}s" for k, v in st.items())
+        + ", plus Parquet writes)"
+    )
     reasons = sorted(((r, n) for v in st.values() for r, n in v["dropped"].items()), key=lambda kv: -kv[1])
     print("    dropped: " + ", ".join(f"{r} {n}" for r, n in reasons))
     for e in extractors:
         steps = runs[e][-1]["steps"]
-        parts = [f"{k.split(': ', 1)[-1].strip()} {v.get('forwarded', v.get('documents', v.get('total', 0)))} "
-                 f"({v.get('time_s', 0):.1f}s)" for k, v in steps.items()]
-        extra = [f"{k}={v}" for s in steps.values() for k, v in s.items() if k in ("timeout", "clean_error", "broken_process")]
+        parts = [
+            f"{k.split(': ', 1)[-1].strip()} {v.get('forwarded', v.get('documents', v.get('total', 0)))} "
+            f"({v.get('time_s', 0):.1f}s)"
+            for k, v in steps.items()
+        ]
+        extra = [
+            f"{k}={v}"
+            for s in steps.values()
+            for k, v in s.items()
+            if k in ("timeout", "clean_error", "broken_process")
+        ]
         print(f"  datatrove+{e}: " + " -> ".join(parts) + (f"  [extractor {', '.join(extra)}]" if extra else ""))
 
     if args.json:
-        args.json.write_text(json.dumps({"warc": str(warc), "manifest": manifest, "summary": rows, "runs": runs},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps({"warc": str(warc), "manifest": manifest, "summary": rows, "runs": runs}, indent=1)
+        )
     if args.profile:
         profile_ours(ours, args.profile)
     return 0

@@ -48,10 +48,15 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "python3.11-doc": ("usr/share/doc/python3.11/html", "https://docs.python.org/3.11/"),
     "debian-handbook": ("usr/share/doc/debian-handbook/html", "https://debian-handbook.info/browse/"),
     "apache2-doc": ("usr/share/doc/apache2-doc/manual", "https://httpd.apache.org/docs/2.4/"),
-    "installation-guide-amd64": ("usr/share/doc/installation-guide-amd64",
-                                 "https://www.debian.org/releases/bookworm/amd64/"),
+    "installation-guide-amd64": (
+        "usr/share/doc/installation-guide-amd64",
+        "https://www.debian.org/releases/bookworm/amd64/",
+    ),
     "debian-reference-en": ("usr/share/debian-reference", "https://www.debian.org/doc/manuals/debian-reference/"),
-    "developers-reference": ("usr/share/developers-reference", "https://www.debian.org/doc/manuals/developers-reference/"),
+    "developers-reference": (
+        "usr/share/developers-reference",
+        "https://www.debian.org/doc/manuals/developers-reference/",
+    ),
     "maint-guide": ("usr/share/doc/maint-guide/html", "https://www.debian.org/doc/manuals/maint-guide/"),
 }
 ENGLISH_ONLY = frozenset({"python3.11-doc", "debian-reference-en", "developers-reference", "maint-guide"})
@@ -85,8 +90,10 @@ def download(packages: list[str], debs: Path) -> dict[str, Path]:
         log(f"apt-get download {' '.join(missing)}")
         res = subprocess.run(["apt-get", "download", *missing], cwd=debs, capture_output=True, text=True)
         if res.returncode != 0:
-            sys.exit(f"apt-get download failed ({res.returncode}):\n{res.stderr.strip()}\n"
-                     "(run 'apt-get update' once if the package lists are missing)")
+            sys.exit(
+                f"apt-get download failed ({res.returncode}):\n{res.stderr.strip()}\n"
+                "(run 'apt-get update' once if the package lists are missing)"
+            )
     out = {}
     for p in packages:
         deb = found(p)
@@ -154,12 +161,15 @@ def write_warc(pages: list[tuple[str, str, bytes]], output: Path, seed: int) -> 
     per_package: dict[str, int] = {}
     with open(tmp, "wb") as out:
         writer = WARCWriter(out, gzip=True)
-        info = writer.create_warcinfo_record(output.name, {
-            "software": "refinery benchmarks/build_corpus.py (warcio)",
-            "isPartOf": "REFINERY-BENCH",
-            "description": "Debian documentation packages served as a crawl, for throughput benchmarks",
-            "format": "WARC File Format 1.0",
-        })
+        info = writer.create_warcinfo_record(
+            output.name,
+            {
+                "software": "refinery benchmarks/build_corpus.py (warcio)",
+                "isPartOf": "REFINERY-BENCH",
+                "description": "Debian documentation packages served as a crawl, for throughput benchmarks",
+                "format": "WARC File Format 1.0",
+            },
+        )
         info.rec_headers.replace_header("WARC-Date", CRAWL_START.strftime("%Y-%m-%dT%H:%M:%SZ"))
         info.rec_headers.replace_header("WARC-Record-ID", stable_uuid("warcinfo", output.name, str(seed)))
         writer.write_record(info)
@@ -171,36 +181,66 @@ def write_warc(pages: list[tuple[str, str, bytes]], output: Path, seed: int) -> 
             host = url.split("/")[2]
             ip = f"192.0.2.{1 + int(hashlib.md5(host.encode()).hexdigest(), 16) % 254}"  # RFC 5737
             req_id, resp_id = stable_uuid("request", url), stable_uuid("response", url)
-            req_http = StatusAndHeaders(f"GET /{url.split('/', 3)[3]} HTTP/1.1", [
-                ("Host", host),
-                ("User-Agent", USER_AGENT),
-                ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-                ("Accept-Language", "en-US,en;q=0.5"),
-                ("Accept-Encoding", "gzip, deflate, br"),
-                ("Connection", "keep-alive"),
-            ], is_http_request=True)
-            writer.write_record(writer.create_warc_record(
-                url, "request", payload=io.BytesIO(b""), http_headers=req_http,
-                warc_headers_dict={"WARC-Date": wdate, "WARC-Record-ID": req_id, "WARC-Warcinfo-ID": info_id,
-                                   "WARC-IP-Address": ip}))
+            req_http = StatusAndHeaders(
+                f"GET /{url.split('/', 3)[3]} HTTP/1.1",
+                [
+                    ("Host", host),
+                    ("User-Agent", USER_AGENT),
+                    ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                    ("Accept-Language", "en-US,en;q=0.5"),
+                    ("Accept-Encoding", "gzip, deflate, br"),
+                    ("Connection", "keep-alive"),
+                ],
+                is_http_request=True,
+            )
+            writer.write_record(
+                writer.create_warc_record(
+                    url,
+                    "request",
+                    payload=io.BytesIO(b""),
+                    http_headers=req_http,
+                    warc_headers_dict={
+                        "WARC-Date": wdate,
+                        "WARC-Record-ID": req_id,
+                        "WARC-Warcinfo-ID": info_id,
+                        "WARC-IP-Address": ip,
+                    },
+                )
+            )
             modified = CRAWL_START - dt.timedelta(days=rng.randint(1, 900), seconds=rng.randint(0, 86399))
-            resp_http = StatusAndHeaders("200 OK", [
-                ("Date", format_datetime(when, usegmt=True)),
-                ("Server", rng.choice(SERVERS)),
-                ("Content-Type", f"text/html; charset={charset_of(payload)}"),
-                ("Content-Length", str(len(payload))),
-                ("Last-Modified", format_datetime(modified, usegmt=True)),
-                ("ETag", f'"{hashlib.md5(payload).hexdigest()[:16]}"'),
-                ("Accept-Ranges", "bytes"),
-                ("Cache-Control", rng.choice(["max-age=3600", "public, max-age=86400", "no-cache"])),
-                ("Vary", "Accept-Encoding"),
-                ("Connection", "keep-alive"),
-            ], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(
-                url, "response", payload=io.BytesIO(payload), length=len(payload), http_headers=resp_http,
-                warc_headers_dict={"WARC-Date": wdate, "WARC-Record-ID": resp_id, "WARC-Warcinfo-ID": info_id,
-                                   "WARC-IP-Address": ip, "WARC-Concurrent-To": req_id,
-                                   "WARC-Identified-Payload-Type": "text/html"}))
+            resp_http = StatusAndHeaders(
+                "200 OK",
+                [
+                    ("Date", format_datetime(when, usegmt=True)),
+                    ("Server", rng.choice(SERVERS)),
+                    ("Content-Type", f"text/html; charset={charset_of(payload)}"),
+                    ("Content-Length", str(len(payload))),
+                    ("Last-Modified", format_datetime(modified, usegmt=True)),
+                    ("ETag", f'"{hashlib.md5(payload).hexdigest()[:16]}"'),
+                    ("Accept-Ranges", "bytes"),
+                    ("Cache-Control", rng.choice(["max-age=3600", "public, max-age=86400", "no-cache"])),
+                    ("Vary", "Accept-Encoding"),
+                    ("Connection", "keep-alive"),
+                ],
+                protocol="HTTP/1.1",
+            )
+            writer.write_record(
+                writer.create_warc_record(
+                    url,
+                    "response",
+                    payload=io.BytesIO(payload),
+                    length=len(payload),
+                    http_headers=resp_http,
+                    warc_headers_dict={
+                        "WARC-Date": wdate,
+                        "WARC-Record-ID": resp_id,
+                        "WARC-Warcinfo-ID": info_id,
+                        "WARC-IP-Address": ip,
+                        "WARC-Concurrent-To": req_id,
+                        "WARC-Identified-Payload-Type": "text/html",
+                    },
+                )
+            )
             n_bytes += len(payload)
             per_package[pkg] = per_package.get(pkg, 0) + 1
     os.replace(tmp, output)
@@ -211,13 +251,25 @@ def default_name(max_mb: float = DEFAULT_MAX_MB, max_pages: int = 0) -> str:
     return f"corpus-{max_pages}p.warc.gz" if max_pages else f"corpus-{max_mb:g}mb.warc.gz"
 
 
-def build(output: Path, *, packages: list[str] = tuple(PACKAGES), max_mb: float = DEFAULT_MAX_MB, max_pages: int = 0,
-          seed: int = DEFAULT_SEED, english_share: float = DEFAULT_ENGLISH_SHARE) -> dict:
+def build(
+    output: Path,
+    *,
+    packages: list[str] = tuple(PACKAGES),
+    max_mb: float = DEFAULT_MAX_MB,
+    max_pages: int = 0,
+    seed: int = DEFAULT_SEED,
+    english_share: float = DEFAULT_ENGLISH_SHARE,
+) -> dict:
     """Build ``output`` unless its manifest says it was built with the same options; return the manifest."""
     manifest_path = output.with_name(output.name + ".json")
     packages = list(packages)
-    wanted = {"packages": packages, "max_mb": max_mb, "max_pages": max_pages, "seed": seed,
-              "english_share": english_share}
+    wanted = {
+        "packages": packages,
+        "max_mb": max_mb,
+        "max_pages": max_pages,
+        "seed": seed,
+        "english_share": english_share,
+    }
     if output.exists() and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("options") == wanted and manifest.get("warc_bytes") == output.stat().st_size:
@@ -246,13 +298,21 @@ def build(output: Path, *, packages: list[str] = tuple(PACKAGES), max_mb: float 
         total += len(payload)
         if (max_pages and len(chosen) >= max_pages) or (max_mb and total >= max_mb * 1e6):
             break
-    log(f"writing {output} ({len(chosen)} pages, {total / 1e6:.1f} MB of HTML, "
-        f"{n_english} of them English, from {len(candidates)} candidate files)")
+    log(
+        f"writing {output} ({len(chosen)} pages, {total / 1e6:.1f} MB of HTML, "
+        f"{n_english} of them English, from {len(candidates)} candidate files)"
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     summary = write_warc(chosen, output, seed)
     sha = hashlib.sha256(output.read_bytes()).hexdigest()
-    manifest = {"options": wanted, **summary, "english_pages": n_english, "warc_bytes": output.stat().st_size, "sha256": sha,
-                "debs": {p: d.name for p, d in debs.items()}}
+    manifest = {
+        "options": wanted,
+        **summary,
+        "english_pages": n_english,
+        "warc_bytes": output.stat().st_size,
+        "sha256": sha,
+        "debs": {p: d.name for p, d in debs.items()},
+    }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"done: {output.stat().st_size / 1e6:.1f} MB on disk, sha256 {sha[:16]}")
     return manifest
@@ -260,19 +320,37 @@ def build(output: Path, *, packages: list[str] = tuple(PACKAGES), max_mb: float 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-o", "--output", type=Path,
-                    help="default: benchmarks/.work/corpus-60mb.warc.gz (corpus-<N>p.warc.gz with --max-pages N)")
+    ap.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="default: benchmarks/.work/corpus-60mb.warc.gz (corpus-<N>p.warc.gz with --max-pages N)",
+    )
     ap.add_argument("--packages", nargs="+", default=list(PACKAGES), choices=list(PACKAGES))
-    ap.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB, help="stop after this many MB of HTML (0: no limit)")
+    ap.add_argument(
+        "--max-mb", type=float, default=DEFAULT_MAX_MB, help="stop after this many MB of HTML (0: no limit)"
+    )
     ap.add_argument("--max-pages", type=int, default=0, help="stop after this many pages (0: no limit)")
-    ap.add_argument("--english-share", type=float, default=DEFAULT_ENGLISH_SHARE,
-                    help="probability that the next page is drawn from the English pages")
+    ap.add_argument(
+        "--english-share",
+        type=float,
+        default=DEFAULT_ENGLISH_SHARE,
+        help="probability that the next page is drawn from the English pages",
+    )
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = ap.parse_args(argv)
     output = args.output or WORK / default_name(args.max_mb, args.max_pages)
-    manifest = build(output.resolve(), packages=args.packages, max_mb=args.max_mb, max_pages=args.max_pages,
-                     seed=args.seed, english_share=args.english_share)
-    print(json.dumps({k: manifest[k] for k in ("responses", "english_pages", "html_bytes", "warc_bytes", "per_package")}))
+    manifest = build(
+        output.resolve(),
+        packages=args.packages,
+        max_mb=args.max_mb,
+        max_pages=args.max_pages,
+        seed=args.seed,
+        english_share=args.english_share,
+    )
+    print(
+        json.dumps({k: manifest[k] for k in ("responses", "english_pages", "html_bytes", "warc_bytes", "per_package")})
+    )
     return 0
 
 

@@ -35,15 +35,24 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="scratch folder (emptied first)")
     ap.add_argument("--lid-model", required=True, help="fastText lid.176 model file (.ftz or .bin)")
     ap.add_argument("--extractor", choices=["resiliparse", "trafilatura"], default="resiliparse")
-    ap.add_argument("--extract-timeout", type=float, default=None,
-                    help="per-document extraction timeout in s (default: datatrove's, 0.1 resiliparse / 1 trafilatura)")
+    ap.add_argument(
+        "--extract-timeout",
+        type=float,
+        default=None,
+        help="per-document extraction timeout in s (default: datatrove's, 0.1 resiliparse / 1 trafilatura)",
+    )
     args = ap.parse_args()
 
     started = time.perf_counter()
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors.base import BaseExtractor
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter, LanguageFilter)
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        LanguageFilter,
+    )
     from datatrove.pipeline.formatters import PIIFormatter
     from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import ParquetWriter
@@ -69,19 +78,29 @@ def main() -> int:
         def extract(self, text: str) -> str:
             from resiliparse.extract.html2text import extract_plain_text
 
-            return extract_plain_text(text, preserve_formatting=True, main_content=True, list_bullets=True,
-                                      alt_texts=True, links=False, form_fields=False, noscript=False, comments=True)
+            return extract_plain_text(
+                text,
+                preserve_formatting=True,
+                main_content=True,
+                list_bullets=True,
+                alt_texts=True,
+                links=False,
+                form_fields=False,
+                noscript=False,
+                comments=True,
+            )
 
     if args.extractor == "resiliparse":
         from resiliparse.extract.html2text import extract_plain_text  # noqa: F401  (import outside the clock)
 
         extractor = Resiliparse(**({"timeout": args.extract_timeout} if args.extract_timeout else {}))
     else:
-        from datatrove.pipeline.extractors import Trafilatura
         import trafilatura  # noqa: F401
+        from datatrove.pipeline.extractors import Trafilatura
 
-        extractor = Trafilatura(favour_precision=True,
-                                **({"timeout": args.extract_timeout} if args.extract_timeout else {}))
+        extractor = Trafilatura(
+            favour_precision=True, **({"timeout": args.extract_timeout} if args.extract_timeout else {})
+        )
 
     tokenizer = load_word_tokenizer("en")  # spacy.blank("en") + sentencizer, cached for every filter
     tokenizer.word_tokenize("Warm up the tokenizer. Twice.")
@@ -100,8 +119,9 @@ def main() -> int:
         PIIFormatter(),
         ParquetWriter(os.path.join(args.out, "output"), compression="zstd"),
     ]
-    executor = LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1,
-                                     logging_dir=os.path.join(args.out, "logs"), skip_completed=False)
+    executor = LocalPipelineExecutor(
+        pipeline=pipeline, tasks=1, workers=1, logging_dir=os.path.join(args.out, "logs"), skip_completed=False
+    )
     setup_s = time.perf_counter() - started
 
     cpu0, t0 = cpu_seconds(), time.perf_counter()
@@ -116,10 +136,19 @@ def main() -> int:
         by_name[step["name"]]["time_s"] = round(step.get("time_stats", {}).get("total", 0.0), 3)
     reader = next(v for k, v in by_name.items() if "Warc" in k)
     writer = next(v for k, v in by_name.items() if "Parquet" in k)
-    print(json.dumps({
-        "side": f"datatrove+{args.extractor}", "read": reader.get("documents", 0), "kept": writer.get("total", 0),
-        "wall_s": wall_s, "cpu_s": cpu_s, "setup_s": setup_s, "steps": by_name,
-    }))
+    print(
+        json.dumps(
+            {
+                "side": f"datatrove+{args.extractor}",
+                "read": reader.get("documents", 0),
+                "kept": writer.get("total", 0),
+                "wall_s": wall_s,
+                "cpu_s": cpu_s,
+                "setup_s": setup_s,
+                "steps": by_name,
+            }
+        )
+    )
     return 0
 
 

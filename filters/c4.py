@@ -10,13 +10,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from filters.base import Document, Filter, Metric, RATIO_BINS, log_bins, require
+from filters.base import RATIO_BINS, Document, Filter, Metric, log_bins, require
 
 _CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
-POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
-                     "use cookies")
+POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
 
 @dataclass(kw_only=True)

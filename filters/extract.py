@@ -18,8 +18,21 @@ from filters.warc import WarcRecord
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _SNIFF_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta")
-_BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"RIFF", b"\x00\x00\x01\x00",
-                 b"OggS", b"ID3", b"\x7fELF", b"wOFF", b"wOF2")
+_BINARY_MAGIC = (
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"%PDF",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"RIFF",
+    b"\x00\x00\x01\x00",
+    b"OggS",
+    b"ID3",
+    b"\x7fELF",
+    b"wOFF",
+    b"wOF2",
+)
 _CONTROL_BYTES = bytes(c for c in range(32) if c not in (9, 10, 12, 13, 27))
 
 
@@ -63,14 +76,17 @@ class HtmlExtractor:
         body = response.body
         if len(body) > self.max_payload_bytes:
             return doc, "payload_too_large"
-        if media_type not in HTML_TYPES and not (media_type in (None, "application/octet-stream") and _looks_html(body)):
+        if media_type not in HTML_TYPES and not (
+            media_type in (None, "application/octet-stream") and _looks_html(body)
+        ):
             return doc, "not_html"
         if _looks_binary(body):
             return doc, "binary_payload"
         html, doc["charset"], doc["charset_source"] = decode_html(body, response.charset)
         try:
-            text = extract_plain_text(html, main_content=self.main_content, alt_texts=self.alt_texts,
-                                      list_bullets=self.list_bullets)
+            text = extract_plain_text(
+                html, main_content=self.main_content, alt_texts=self.alt_texts, list_bullets=self.list_bullets
+            )
         except Exception as exc:  # resiliparse raises on pathological markup; the run goes on
             doc["detail"] = f"{type(exc).__name__}: {exc}"
             return doc, "html_error"

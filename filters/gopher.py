@@ -40,10 +40,17 @@ class GopherQuality(Filter):
 
     def __post_init__(self):
         require(0 <= self.min_doc_words <= self.max_doc_words, "min_doc_words", "must be >= 0 and <= max_doc_words")
-        require(0 <= self.min_avg_word_length <= self.max_avg_word_length, "min_avg_word_length",
-                "must be >= 0 and <= max_avg_word_length")
-        for name in ("max_symbol_word_ratio", "max_bullet_lines_ratio", "max_ellipsis_lines_ratio",
-                     "min_alpha_words_ratio"):
+        require(
+            0 <= self.min_avg_word_length <= self.max_avg_word_length,
+            "min_avg_word_length",
+            "must be >= 0 and <= max_avg_word_length",
+        )
+        for name in (
+            "max_symbol_word_ratio",
+            "max_bullet_lines_ratio",
+            "max_ellipsis_lines_ratio",
+            "min_alpha_words_ratio",
+        ):
             require(0 <= getattr(self, name) <= 1, name, "must be between 0 and 1")
         require(self.min_stop_words >= 0, "min_stop_words", "must be >= 0")
         self._stop_words = frozenset(self.stop_words)

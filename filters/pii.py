@@ -21,7 +21,9 @@ IP_PLACEHOLDER = "|||IP_ADDRESS|||"
 EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,63}(?![\w-])")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"(?<![\d.])(?<!\d\.){_OCTET}(?:\.{_OCTET}){{3}}(?!\d|\.\d)")
-_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
+_IPV6_CANDIDATE = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])"
+)
 # separators are a space, a dot or a hyphen, never a line break (numbers on separate lines are not one number)
 # North American numbers: (206) 543-1695, 206-543-9196, 206.543.9196, +1 415 429 6753, 1-800-555-0100
 _US_PHONE = r"(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\)|[2-9]\d{2})[ .-]?\d{3}[ .-]\d{4}"
@@ -42,8 +44,11 @@ class PiiMasker(Filter):
 
     def metrics(self):
         bins = log_bins(1, 1e4, 20)
-        return (Metric("pii_emails", bins, integer=True), Metric("pii_phones", bins, integer=True),
-                Metric("pii_ips", bins, integer=True))
+        return (
+            Metric("pii_emails", bins, integer=True),
+            Metric("pii_phones", bins, integer=True),
+            Metric("pii_ips", bins, integer=True),
+        )
 
     def apply(self, doc: Document, events: Counter) -> str | None:
         text, counts = mask_pii(doc["text"], emails=self.emails, phones=self.phones, ips=self.ips)

@@ -59,8 +59,14 @@ def _run(args) -> int:
 
     workflow = load_workflow(args.workflow)
     try:
-        stats = run_workflow(workflow, output=args.output, address=args.address, restart=args.restart,
-                             num_cpus=args.num_cpus, progress=not args.no_progress)
+        stats = run_workflow(
+            workflow,
+            output=args.output,
+            address=args.address,
+            restart=args.restart,
+            num_cpus=args.num_cpus,
+            progress=not args.no_progress,
+        )
     except RunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -100,13 +106,17 @@ def _sample(args) -> int:
     run = _open_run(args.run)
     reasons = known_reasons(load_stats(run))
     if args.reason not in reasons:
-        print(f"error: no document was dropped for {args.reason!r}; reasons in this run: {', '.join(reasons)}",
-              file=sys.stderr)
+        print(
+            f"error: no document was dropped for {args.reason!r}; reasons in this run: {', '.join(reasons)}",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     docs = sample_rejected(run, args.reason, args.n, args.seed)
     for i, doc in enumerate(docs, 1):
         text = (doc.get("text") or "").strip()
-        shown = text[: args.chars] + (f" [... {len(text) - args.chars:,} more characters]" if len(text) > args.chars else "")
+        shown = text[: args.chars] + (
+            f" [... {len(text) - args.chars:,} more characters]" if len(text) > args.chars else ""
+        )
         print(f"--- {i}/{len(docs)}  {doc['reason']}  {doc.get('url') or ''}")
         print(f"    id {doc['id']}  from {doc.get('source')} @ {doc.get('offset')}")
         if doc.get("detail"):

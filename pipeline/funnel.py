@@ -25,13 +25,19 @@ def load_stats(run: RunDir) -> dict:
 def render_funnel(stats: dict) -> str:
     """A plain-text table: per stage and filter, documents and bytes in, kept, dropped per reason."""
     info = stats["run"]
-    lines = [f"run {info['name']}: {info['inputs']} input files, {info['shards']} shards"
-             + ("" if info.get("complete") else "  (INCOMPLETE: numbers cover the shards done so far)")]
+    lines = [
+        f"run {info['name']}: {info['inputs']} input files, {info['shards']} shards"
+        + ("" if info.get("complete") else "  (INCOMPLETE: numbers cover the shards done so far)")
+    ]
     header = f"{'':44}{'docs':>12}{'%':>9}{'bytes':>12}".rstrip()
     for stage in stats["stages"]:
         n_in = stage.get("docs_in", 0)
-        lines += ["", f"{stage['stage']} ({stage['kind']}, {stage['shards_done']}/{info['shards']} shards, "
-                      f"{stage.get('elapsed_s', 0):.1f} s of work)", header]
+        lines += [
+            "",
+            f"{stage['stage']} ({stage['kind']}, {stage['shards_done']}/{info['shards']} shards, "
+            f"{stage.get('elapsed_s', 0):.1f} s of work)",
+            header,
+        ]
         lines.append(_row("documents in", n_in, None, stage.get("bytes_in", 0)))
         steps = stage.get("steps") or []
         if steps:
@@ -46,8 +52,9 @@ def render_funnel(stats: dict) -> str:
         else:
             for reason, count in sorted(stage.get("dropped", {}).items(), key=lambda kv: -kv[1]):
                 lines.append(_row(f"  dropped {reason}", count, _pct(count, n_in)))
-        lines.append(_row("kept", stage.get("docs_kept", 0), _pct(stage.get("docs_kept", 0), n_in),
-                          stage.get("bytes_kept", 0)))
+        lines.append(
+            _row("kept", stage.get("docs_kept", 0), _pct(stage.get("docs_kept", 0), n_in), stage.get("bytes_kept", 0))
+        )
         if stage.get("records"):
             lines.append("  WARC records: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stage["records"].items())))
         if stage.get("read_issues"):
@@ -60,8 +67,11 @@ def render_funnel(stats: dict) -> str:
                 lines.append(f"  {name:<40}{h['n']:>8,}{h['sum'] / h['n']:>10.4g}{p10:>10.4g}{p50:>10.4g}{p90:>10.4g}")
         for label, counts in sorted(stage.get("labels", {}).items()):
             top = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
-            lines.append(f"  {label}: " + ", ".join(f"{k} {v:,}" for k, v in top)
-                         + (f", ... ({len(counts)} values)" if len(counts) > 8 else ""))
+            lines.append(
+                f"  {label}: "
+                + ", ".join(f"{k} {v:,}" for k, v in top)
+                + (f", ... ({len(counts)} values)" if len(counts) > 8 else "")
+            )
     return "\n".join(lines)
 
 

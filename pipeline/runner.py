@@ -41,12 +41,18 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, logging_level=logging.WARNING)
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level=logging.WARNING)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
 
 
-def run_workflow(workflow: Workflow, *, output: str | None = None, address: str | None = None,
-                 restart: bool = False, num_cpus: int | None = None, progress: bool = True) -> dict:
+def run_workflow(
+    workflow: Workflow,
+    *,
+    output: str | None = None,
+    address: str | None = None,
+    restart: bool = False,
+    num_cpus: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Run (or resume) ``workflow``; returns the merged statistics, also written to ``<run>/stats.json``."""
     run = RunDir(workflow.run_dir(output))
     if restart:
@@ -69,16 +75,23 @@ def run_workflow(workflow: Workflow, *, output: str | None = None, address: str 
 def _record_workflow(run: RunDir, workflow: Workflow, plan: list[Shard]) -> None:
     """Write ``workflow.json``, or check that a rerun uses the workflow the run was started with."""
     path = run.path("workflow.json")
-    record = {"name": workflow.run.name, "file": os.path.abspath(workflow.file), "normalized": workflow.normalized(),
-              "stages": [{"name": s.name, "kind": s.kind} for s in workflow.stages],
-              "shards": [s.to_json() for s in plan]}
+    record = {
+        "name": workflow.run.name,
+        "file": os.path.abspath(workflow.file),
+        "normalized": workflow.normalized(),
+        "stages": [{"name": s.name, "kind": s.kind} for s in workflow.stages],
+        "shards": [s.to_json() for s in plan],
+    }
     if run.exists(path):
         old = run.read_json(path)
         if old["normalized"] != record["normalized"]:
             changed = [k for k in record["normalized"] if old["normalized"].get(k) != record["normalized"][k]]
-            raise ConfigError(workflow.file, ", ".join(changed),
-                              f"differs from the run in {run.url} started with this name; "
-                              "use --restart to start it over, or another run name")
+            raise ConfigError(
+                workflow.file,
+                ", ".join(changed),
+                f"differs from the run in {run.url} started with this name; "
+                "use --restart to start it over, or another run name",
+            )
         return
     run.write_json(path, record)
 
@@ -91,8 +104,15 @@ def _execute(run: RunDir, workflow: Workflow, todo: list, *, total: int, progres
     failures: list[tuple[str, str]] = []
     queue = list(reversed(todo))
     totals = [0, 0]
-    bar = tqdm(total=total, initial=total - len(todo), unit="shard", desc=workflow.run.name, disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=total - len(todo),
+        unit="shard",
+        desc=workflow.run.name,
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     with bar:
         while queue or pending:
             while queue and len(pending) < window:
@@ -115,8 +135,10 @@ def _execute(run: RunDir, workflow: Workflow, todo: list, *, total: int, progres
                 bar.update(1)
     if failures:
         listing = "; ".join(f"{sid}: {err.splitlines()[0][:200]}" for sid, err in failures[:5])
-        raise RunFailed(f"{len(failures)} of {total} shards failed ({listing}). Finished shards are kept: "
-                        "rerun the same command to redo only the failed ones.")
+        raise RunFailed(
+            f"{len(failures)} of {total} shards failed ({listing}). Finished shards are kept: "
+            "rerun the same command to redo only the failed ones."
+        )
 
 
 def _shard_task(ctx: ShardContext, stages, done: list[bool]) -> dict:
@@ -141,10 +163,18 @@ def collect_stats(run: RunDir) -> dict:
         merged["shards_done"] = len(merged.pop("shards"))
         stages.append(merged)
     complete = all(s["shards_done"] == len(shard_ids) for s in stages)
-    return {"run": {"name": record["name"], "workflow": record["file"], "run_dir": run.url,
-                    "shards": len(shard_ids), "inputs": len({s["path"] for s in record["shards"]}),
-                    "complete": complete, "versions": _versions()},
-            "stages": stages}
+    return {
+        "run": {
+            "name": record["name"],
+            "workflow": record["file"],
+            "run_dir": run.url,
+            "shards": len(shard_ids),
+            "inputs": len({s["path"] for s in record["shards"]}),
+            "complete": complete,
+            "versions": _versions(),
+        },
+        "stages": stages,
+    }
 
 
 def _versions() -> dict:

@@ -27,8 +27,22 @@ class ConfigError(Exception):
 class ByteSize(int):
     """A size in bytes: an integer, or a string such as ``"64MiB"``, ``"1.5GB"``, ``"512k"``."""
 
-    _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-              "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+    _UNITS = {
+        "": 1,
+        "b": 1,
+        "k": 1000,
+        "kb": 1000,
+        "kib": 1024,
+        "m": 1000**2,
+        "mb": 1000**2,
+        "mib": 1024**2,
+        "g": 1000**3,
+        "gb": 1000**3,
+        "gib": 1024**3,
+        "t": 1000**4,
+        "tb": 1000**4,
+        "tib": 1024**4,
+    }
     _PATTERN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
 
     @classmethod
@@ -37,7 +51,7 @@ class ByteSize(int):
             return cls(value)
         m = cls._PATTERN.fullmatch(str(value))
         if not m or m.group(2).lower() not in cls._UNITS:
-            raise ValueError(f"expected a size in bytes such as 67108864 or \"64MiB\", got {value!r}")
+            raise ValueError(f'expected a size in bytes such as 67108864 or "64MiB", got {value!r}')
         return cls(int(float(m.group(1)) * cls._UNITS[m.group(2).lower()]))
 
 
@@ -116,7 +130,7 @@ def convert(value: Any, tp: Any, *, file: str, key: str) -> Any:
 def _expected(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is ByteSize:
-        return "a size in bytes (67108864 or \"64MiB\")"
+        return 'a size in bytes (67108864 or "64MiB")'
     if tp in (bool, int, float, str):
         return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[tp]
     if origin is Literal:

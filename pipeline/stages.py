@@ -103,9 +103,14 @@ class ExtractStage(Stage):
             if ctx.on_error == "raise":
                 raise
             log.exception("%s @%d: extraction failed", source, record.offset)
-            stub = {"id": record.headers.get("warc-record-id", f"{source}@{record.offset}").strip("<>"),
-                    "url": record.headers.get("warc-target-uri", ""), "text": "", "source": source,
-                    "offset": record.offset, "detail": f"{type(exc).__name__}: {exc}"}
+            stub = {
+                "id": record.headers.get("warc-record-id", f"{source}@{record.offset}").strip("<>"),
+                "url": record.headers.get("warc-target-uri", ""),
+                "text": "",
+                "source": source,
+                "offset": record.offset,
+                "detail": f"{type(exc).__name__}: {exc}",
+            }
             return stub, "error"
 
 
@@ -140,15 +145,17 @@ class FilterStage(Stage):
                 raise ConfigError(file, entry_key, "expected a table with a 'kind' key")
             kind = entry.get("kind")
             if kind not in FILTERS:
-                raise ConfigError(file, f"{entry_key}.kind",
-                                  f"unknown filter {kind!r}; expected one of: {', '.join(sorted(FILTERS))}")
+                raise ConfigError(
+                    file, f"{entry_key}.kind", f"unknown filter {kind!r}; expected one of: {', '.join(sorted(FILTERS))}"
+                )
             filt = build(FILTERS[kind], entry, file=file, key=entry_key, skip=("kind", "name"))
             steps.append(Step(entry.get("name", kind), filt))
         names = [s.name for s in steps]
         for i, name in enumerate(names):
             if names.index(name) != i:
-                raise ConfigError(file, f"{key}.filters[{i}].name",
-                                  f"two filters named {name!r}; give one a different 'name'")
+                raise ConfigError(
+                    file, f"{key}.filters[{i}].name", f"two filters named {name!r}; give one a different 'name'"
+                )
         return cls(name=table.get("name", cls.kind), steps=steps)
 
     def filters(self):

@@ -37,8 +37,15 @@ class Histogram:
         self.max = value if self.max is None or value > self.max else self.max
 
     def to_json(self) -> dict:
-        return {"edges": self.edges, "counts": self.counts, "n": self.n, "zeros": self.zeros, "sum": self.sum,
-                "min": self.min, "max": self.max}
+        return {
+            "edges": self.edges,
+            "counts": self.counts,
+            "n": self.n,
+            "zeros": self.zeros,
+            "sum": self.sum,
+            "min": self.min,
+            "max": self.max,
+        }
 
 
 class StageStats:
@@ -50,7 +57,8 @@ class StageStats:
         self.dropped: Counter = Counter()
         self.steps = {name: {"docs_in": 0, "dropped": Counter(), "events": Counter()} for name in steps}
         self.histograms: dict[str, Histogram] = {
-            "text_chars_in": Histogram(LENGTH_BINS), "text_chars_kept": Histogram(LENGTH_BINS)
+            "text_chars_in": Histogram(LENGTH_BINS),
+            "text_chars_kept": Histogram(LENGTH_BINS),
         }
         self.labels: dict[str, Counter] = {}
         self.records: Counter = Counter()
@@ -90,16 +98,24 @@ class StageStats:
 
     def to_json(self) -> dict:
         return {
-            "stage": self.stage, "kind": self.kind, "shards": [self.shard],
-            "docs_in": self.docs_in, "bytes_in": self.bytes_in,
-            "docs_kept": self.docs_kept, "bytes_kept": self.bytes_kept,
+            "stage": self.stage,
+            "kind": self.kind,
+            "shards": [self.shard],
+            "docs_in": self.docs_in,
+            "bytes_in": self.bytes_in,
+            "docs_kept": self.docs_kept,
+            "bytes_kept": self.bytes_kept,
             "dropped": dict(self.dropped),
-            "steps": [{"name": k, "docs_in": v["docs_in"], "dropped": dict(v["dropped"]), "events": dict(v["events"])}
-                      for k, v in self.steps.items()],
+            "steps": [
+                {"name": k, "docs_in": v["docs_in"], "dropped": dict(v["dropped"]), "events": dict(v["events"])}
+                for k, v in self.steps.items()
+            ],
             "histograms": {k: h.to_json() for k, h in self.histograms.items()},
             "labels": {k: dict(c) for k, c in self.labels.items()},
-            "records": dict(self.records), "read_issues": dict(self.read_issues),
-            "issue_samples": self.issue_samples, "elapsed_s": self.elapsed_s,
+            "records": dict(self.records),
+            "read_issues": dict(self.read_issues),
+            "issue_samples": self.issue_samples,
+            "elapsed_s": self.elapsed_s,
         }
 
 
@@ -147,6 +163,12 @@ def _merge_histograms(a: dict, b: dict) -> dict:
         raise ValueError("cannot merge histograms with different bin edges")
     mins = [v for v in (a["min"], b["min"]) if v is not None]
     maxs = [v for v in (a["max"], b["max"]) if v is not None]
-    return {"edges": a["edges"], "counts": [x + y for x, y in zip(a["counts"], b["counts"])], "n": a["n"] + b["n"],
-            "zeros": a["zeros"] + b["zeros"], "sum": a["sum"] + b["sum"], "min": min(mins) if mins else None,
-            "max": max(maxs) if maxs else None}
+    return {
+        "edges": a["edges"],
+        "counts": [x + y for x, y in zip(a["counts"], b["counts"])],
+        "n": a["n"] + b["n"],
+        "zeros": a["zeros"] + b["zeros"],
+        "sum": a["sum"] + b["sum"],
+        "min": min(mins) if mins else None,
+        "max": max(maxs) if maxs else None,
+    }

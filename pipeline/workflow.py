@@ -89,10 +89,15 @@ class Workflow:
 
     def normalized(self) -> dict:
         """What determines the outputs (inputs and stages), for comparing a rerun with the original run."""
-        return {"input": {"files": [[f.path, f.size] for f in self.input_files],
-                          "split_bytes": int(self.input.split_bytes),
-                          "max_record_bytes": int(self.input.max_record_bytes)},
-                "stages": [repr(stage) for stage in self.stages], "on_error": self.run.on_error}
+        return {
+            "input": {
+                "files": [[f.path, f.size] for f in self.input_files],
+                "split_bytes": int(self.input.split_bytes),
+                "max_record_bytes": int(self.input.max_record_bytes),
+            },
+            "stages": [repr(stage) for stage in self.stages],
+            "on_error": self.run.on_error,
+        }
 
 
 def load_workflow(path: str) -> Workflow:
@@ -131,8 +136,9 @@ def _stages(entries, path: str) -> list[Stage]:
             raise ConfigError(path, key, "expected a table")
         kind = entry.get("kind")
         if kind not in STAGE_KINDS:
-            raise ConfigError(path, f"{key}.kind",
-                              f"unknown stage kind {kind!r}; expected one of: {', '.join(sorted(STAGE_KINDS))}")
+            raise ConfigError(
+                path, f"{key}.kind", f"unknown stage kind {kind!r}; expected one of: {', '.join(sorted(STAGE_KINDS))}"
+            )
         name = entry.get("name", kind)
         if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(path, f"{key}.name", f"expected a name of letters, digits, '-' or '_', got {name!r}")

@@ -14,8 +14,13 @@ FIXTURES = ROOT / "tests" / "fixtures"
 SAMPLE_WARCS = sorted(WARC_DIR.glob("*/*.gz"))
 
 
-def response(url: str, body: bytes, content_type: str | None = "text/html; charset=utf-8", status: str = "200 OK",
-             extra_headers: list[tuple[str, str]] = ()) -> dict:
+def response(
+    url: str,
+    body: bytes,
+    content_type: str | None = "text/html; charset=utf-8",
+    status: str = "200 OK",
+    extra_headers: list[tuple[str, str]] = (),
+) -> dict:
     """A response record description for :func:`write_warc`."""
     headers = [("Content-Type", content_type)] if content_type else []
     headers += list(extra_headers) + [("Content-Length", str(len(body)))]
@@ -28,8 +33,9 @@ def write_warc(path, records: list[dict], gzip: bool = True) -> bytes:
     writer = WARCWriter(buf, gzip=gzip)
     for rec in records:
         http = StatusAndHeaders(rec["status"], rec["headers"], protocol="HTTP/1.1")
-        writer.write_record(writer.create_warc_record(rec["url"], "response", payload=io.BytesIO(rec["body"]),
-                                                      http_headers=http))
+        writer.write_record(
+            writer.create_warc_record(rec["url"], "response", payload=io.BytesIO(rec["body"]), http_headers=http)
+        )
     data = buf.getvalue()
     if path is not None:
         with open(path, "wb") as f:

@@ -36,12 +36,30 @@ def cluster(tmp_path_factory):
     gcs, dashboard = free_port(), free_port()
     temp = tmp_path_factory.mktemp("ray")
     head = subprocess.Popen(
-        [f"{BIN}/ray", "start", "--head", "--block", "--num-cpus=2", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-         f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-         f"--runtime-env-agent-port={free_port()}", "--disable-usage-stats", f"--temp-dir={temp}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            f"{BIN}/ray",
+            "start",
+            "--head",
+            "--block",
+            "--num-cpus=2",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            "--disable-usage-stats",
+            f"--temp-dir={temp}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         probe = subprocess.run([f"{BIN}/ray", "status", f"--address=127.0.0.1:{gcs}"], env=env, capture_output=True)
@@ -64,15 +82,47 @@ def test_runs_on_an_existing_cluster_three_ways(cluster, tmp_path):
     env, gcs, dashboard = cluster
     demo = str(ROOT / "workflows" / "demo.toml")
     common = ["--no-progress"]
-    by_address = subprocess.run([f"{BIN}/refinery", "run", demo, "--address", gcs, "--output", str(tmp_path / "a"),
-                                 *common], env=env, capture_output=True, text=True, timeout=300)
+    by_address = subprocess.run(
+        [f"{BIN}/refinery", "run", demo, "--address", gcs, "--output", str(tmp_path / "a"), *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert by_address.returncode == 0, by_address.stderr[-2000:]
-    by_env = subprocess.run([f"{BIN}/refinery", "run", demo, "--output", str(tmp_path / "b"), *common],
-                            env={**env, "RAY_ADDRESS": gcs}, capture_output=True, text=True, timeout=300)
+    by_env = subprocess.run(
+        [f"{BIN}/refinery", "run", demo, "--output", str(tmp_path / "b"), *common],
+        env={**env, "RAY_ADDRESS": gcs},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert by_env.returncode == 0, by_env.stderr[-2000:]
-    job = subprocess.run([f"{BIN}/ray", "job", "submit", "--address", dashboard, "--working-dir", str(ROOT), "--",
-                          "python", "-m", "pipeline", "run", "workflows/demo.toml", "--output", str(tmp_path / "c"),
-                          *common], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    job = subprocess.run(
+        [
+            f"{BIN}/ray",
+            "job",
+            "submit",
+            "--address",
+            dashboard,
+            "--working-dir",
+            str(ROOT),
+            "--",
+            "python",
+            "-m",
+            "pipeline",
+            "run",
+            "workflows/demo.toml",
+            "--output",
+            str(tmp_path / "c"),
+            *common,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert job.returncode == 0, (job.stdout + job.stderr)[-2000:]
     assert "succeeded" in job.stdout + job.stderr
     reference = kept_ids(str(tmp_path / "a" / "demo"))

@@ -29,16 +29,16 @@ def extract_all(data: bytes, **params) -> list[tuple[dict, str | None]]:
 def test_moby_extracts_exactly_to_the_reference_text():
     html = (FIXTURES / "cs336/moby.html").read_bytes()
     expected = (FIXTURES / "cs336/moby_extracted.txt").read_text()
-    [(doc, reason)] = extract_all(write_warc(None, [response("http://moby.example/", html, "text/html")]),
-                                  main_content=False)
+    [(doc, reason)] = extract_all(
+        write_warc(None, [response("http://moby.example/", html, "text/html")]), main_content=False
+    )
     assert reason is None
     assert doc["text"] == expected
 
 
 def test_main_content_drops_the_tag_list_of_moby():
     html = (FIXTURES / "cs336/moby.html").read_bytes()
-    [(doc, _)] = extract_all(write_warc(None, [response("http://moby.example/", html, "text/html")]),
-                             main_content=True)
+    [(doc, _)] = extract_all(write_warc(None, [response("http://moby.example/", html, "text/html")]), main_content=True)
     assert "Novel" not in doc["text"] and "Perth, the begrimed" in doc["text"]
 
 
@@ -68,20 +68,36 @@ def test_wet_conversion_records_become_documents():
     assert doc["text"].startswith("Escopete")
 
 
-RUSSIAN = "<html><head><title>Пример</title></head><body><p>Съешь же ещё этих мягких французских булок.</p></body></html>"
+RUSSIAN = (
+    "<html><head><title>Пример</title></head><body><p>Съешь же ещё этих мягких французских булок.</p></body></html>"
+)
 
 
-@pytest.mark.parametrize("body, header, expected_source, expected_charset", [
-    (RUSSIAN.encode("cp1251"), "text/html; charset=windows-1251", "http", "cp1251"),
-    (RUSSIAN.replace("<head>", '<head><meta charset="windows-1251">').encode("cp1251"), "text/html", "meta", "cp1251"),
-    # a header that lies (utf-8 declared, cp1251 bytes): the meta tag wins
-    (RUSSIAN.replace("<head>", '<head><meta http-equiv="Content-Type" content="text/html; charset=windows-1251">')
-     .encode("cp1251"), "text/html; charset=utf-8", "meta", "cp1251"),
-    ((RUSSIAN * 20).encode("koi8-r"), "text/html", "detected", "koi8-r"),
-    (b"\xef\xbb\xbf" + RUSSIAN.encode("utf-8"), "text/html; charset=iso-8859-1", "bom", "utf-8"),
-    # valid UTF-8 under a legacy label: UTF-8
-    (RUSSIAN.encode("utf-8"), "text/html; charset=iso-8859-1", "utf8", "utf-8"),
-])
+@pytest.mark.parametrize(
+    "body, header, expected_source, expected_charset",
+    [
+        (RUSSIAN.encode("cp1251"), "text/html; charset=windows-1251", "http", "cp1251"),
+        (
+            RUSSIAN.replace("<head>", '<head><meta charset="windows-1251">').encode("cp1251"),
+            "text/html",
+            "meta",
+            "cp1251",
+        ),
+        # a header that lies (utf-8 declared, cp1251 bytes): the meta tag wins
+        (
+            RUSSIAN.replace(
+                "<head>", '<head><meta http-equiv="Content-Type" content="text/html; charset=windows-1251">'
+            ).encode("cp1251"),
+            "text/html; charset=utf-8",
+            "meta",
+            "cp1251",
+        ),
+        ((RUSSIAN * 20).encode("koi8-r"), "text/html", "detected", "koi8-r"),
+        (b"\xef\xbb\xbf" + RUSSIAN.encode("utf-8"), "text/html; charset=iso-8859-1", "bom", "utf-8"),
+        # valid UTF-8 under a legacy label: UTF-8
+        (RUSSIAN.encode("utf-8"), "text/html; charset=iso-8859-1", "utf8", "utf-8"),
+    ],
+)
 def test_charset_comes_from_bom_header_meta_then_detection(body, header, expected_source, expected_charset):
     from filters.http import content_type_charset
 
@@ -105,12 +121,22 @@ def test_bad_input_is_skipped_with_reasons_and_the_rest_still_extracted():
         response("http://noise.example/", b"<html><body>" + noise + b"</body></html>", "text/html; charset=utf-8"),
         response("http://huge.example/", b"<html><body>" + b"word " * (2 << 20) + b"</body></html>"),  # 10 MB
         response("http://gone.example/", b"<html>not here</html>", status="404 Not Found"),
-        response("http://moved.example/", b"", status="301 Moved Permanently",
-                 extra_headers=[("Location", "http://ok1.example/")]),
-        response("http://gz.example/", gzip.compress(b"<html><body><p>compressed body</p></body></html>"),
-                 extra_headers=[("Content-Encoding", "gzip")]),
-        response("http://chunked.example/", b"d\r\n<html>chunked\r\n7\r\n</html>\r\n0\r\n\r\n",
-                 extra_headers=[("Transfer-Encoding", "chunked")]),
+        response(
+            "http://moved.example/",
+            b"",
+            status="301 Moved Permanently",
+            extra_headers=[("Location", "http://ok1.example/")],
+        ),
+        response(
+            "http://gz.example/",
+            gzip.compress(b"<html><body><p>compressed body</p></body></html>"),
+            extra_headers=[("Content-Encoding", "gzip")],
+        ),
+        response(
+            "http://chunked.example/",
+            b"d\r\n<html>chunked\r\n7\r\n</html>\r\n0\r\n\r\n",
+            extra_headers=[("Transfer-Encoding", "chunked")],
+        ),
         response("http://notype.example/", b"<!DOCTYPE html><html><body><p>no content type</p></body></html>", None),
         response("http://ok2.example/", b"<html><body><p>last page</p></body></html>"),
     ]

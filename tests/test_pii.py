@@ -57,33 +57,43 @@ def test_no_email_address_survives_on_any_real_page():
         assert not address.search(masked), (url, address.search(masked))
 
 
-@pytest.mark.parametrize("text, masked", [
-    ("Call (206) 543-1695 today", f"Call {PHONE_PLACEHOLDER} today"),
-    ("Call 206-543-9196.", f"Call {PHONE_PLACEHOLDER}."),
-    ("Call 206.548.5600 or 206 548 5600", f"Call {PHONE_PLACEHOLDER} or {PHONE_PLACEHOLDER}"),
-    ("US +1-415-429-6753, +1 (415) 429-6753, 1-800-555-0199",
-     f"US {PHONE_PLACEHOLDER}, {PHONE_PLACEHOLDER}, {PHONE_PLACEHOLDER}"),
-    ("(283)-182-3829", PHONE_PLACEHOLDER),
-    ("London +44 20 7946 0958; Berlin +49 (0)30 901820; Paris +33 1 09 75 83 51",
-     f"London {PHONE_PLACEHOLDER}; Berlin {PHONE_PLACEHOLDER}; Paris {PHONE_PLACEHOLDER}"),
-    ("mail jane.doe+news@mail.example.co.uk.", f"mail {EMAIL_PLACEHOLDER}."),
-    ("server 192.168.0.1 and 8.8.8.8:53", f"server {IP_PLACEHOLDER} and {IP_PLACEHOLDER}:53"),
-    ("v6 2001:db8::8a2e:370:7334, ::1 and fe80::1", f"v6 {IP_PLACEHOLDER}, {IP_PLACEHOLDER} and {IP_PLACEHOLDER}"),
-    ("full 2001:0db8:85a3:0000:0000:8a2e:0370:7334 end", f"full {IP_PLACEHOLDER} end"),
-])
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        ("Call (206) 543-1695 today", f"Call {PHONE_PLACEHOLDER} today"),
+        ("Call 206-543-9196.", f"Call {PHONE_PLACEHOLDER}."),
+        ("Call 206.548.5600 or 206 548 5600", f"Call {PHONE_PLACEHOLDER} or {PHONE_PLACEHOLDER}"),
+        (
+            "US +1-415-429-6753, +1 (415) 429-6753, 1-800-555-0199",
+            f"US {PHONE_PLACEHOLDER}, {PHONE_PLACEHOLDER}, {PHONE_PLACEHOLDER}",
+        ),
+        ("(283)-182-3829", PHONE_PLACEHOLDER),
+        (
+            "London +44 20 7946 0958; Berlin +49 (0)30 901820; Paris +33 1 09 75 83 51",
+            f"London {PHONE_PLACEHOLDER}; Berlin {PHONE_PLACEHOLDER}; Paris {PHONE_PLACEHOLDER}",
+        ),
+        ("mail jane.doe+news@mail.example.co.uk.", f"mail {EMAIL_PLACEHOLDER}."),
+        ("server 192.168.0.1 and 8.8.8.8:53", f"server {IP_PLACEHOLDER} and {IP_PLACEHOLDER}:53"),
+        ("v6 2001:db8::8a2e:370:7334, ::1 and fe80::1", f"v6 {IP_PLACEHOLDER}, {IP_PLACEHOLDER} and {IP_PLACEHOLDER}"),
+        ("full 2001:0db8:85a3:0000:0000:8a2e:0370:7334 end", f"full {IP_PLACEHOLDER} end"),
+    ],
+)
 def test_formats_are_masked(text, masked):
     assert mask_pii(text)[0] == masked
 
 
-@pytest.mark.parametrize("text", [
-    "On 2024-05-17 at 12:30:45 we released v1.2.3.4.5 of the library.",
-    "std::vector<int> and Foo::bar() are C++.",
-    "ISBN 978-3-16-148410-0 costs $1,299.99; call extension 4567.",
-    "Population 100 200 3000 in 1999; zip 98195-2355.",
-    "Version 10.1.300 is not an address, nor is 999.1.1.1.",
-    "MAC 00:1a:2b:3c:4d:5e is not an IP address.",
-    "Order number 5348583561 (ten digits, no separators).",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "On 2024-05-17 at 12:30:45 we released v1.2.3.4.5 of the library.",
+        "std::vector<int> and Foo::bar() are C++.",
+        "ISBN 978-3-16-148410-0 costs $1,299.99; call extension 4567.",
+        "Population 100 200 3000 in 1999; zip 98195-2355.",
+        "Version 10.1.300 is not an address, nor is 999.1.1.1.",
+        "MAC 00:1a:2b:3c:4d:5e is not an IP address.",
+        "Order number 5348583561 (ten digits, no separators).",
+    ],
+)
 def test_lookalikes_are_left_alone(text):
     assert mask_pii(text) == (text, (0, 0, 0))
 

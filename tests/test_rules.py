@@ -23,19 +23,46 @@ SYMBOLS = PROSE + "\nSee #whales and #ships for more, or #sea."
 ELLIPSES = PROSE + "\nAnd then... the sea... and more…\nIt went on and on...\nThe end"
 BULLETS = "Things to bring:\n• a harpoon for the whale\n- a rope to the ship\n• the old forge\n" + PROSE
 NUMBERS = PROSE + "\n" + " ".join(str(i) for i in range(60))
-REPEATED = "\n\n".join([PROSE, "Call me Ishmael.", WIKI[:800], "Call me Ishmael.", "The end of the tale.",
-                        PROSE[:300], "Call me Ishmael."]) + "\nfoo bar baz\nfoo bar baz\n" + "the whale " * 30
+REPEATED = (
+    "\n\n".join(
+        [
+            PROSE,
+            "Call me Ishmael.",
+            WIKI[:800],
+            "Call me Ishmael.",
+            "The end of the tale.",
+            PROSE[:300],
+            "Call me Ishmael.",
+        ]
+    )
+    + "\nfoo bar baz\nfoo bar baz\n"
+    + "the whale " * 30
+)
 
 RELAXED = {
-    GopherQuality: dict(min_doc_words=0, max_doc_words=10**9, min_avg_word_length=0, max_avg_word_length=1000,
-                        max_symbol_word_ratio=1, max_bullet_lines_ratio=1, max_ellipsis_lines_ratio=1,
-                        min_alpha_words_ratio=0, min_stop_words=0),
-    GopherRepetition: dict(dup_para_frac=1, dup_para_char_frac=1, dup_line_frac=1, dup_line_char_frac=1,
-                           top_n_grams=[(2, 1e9), (3, 1e9), (4, 1e9)],
-                           dup_n_grams=[(n, 1e9) for n in range(5, 11)]),
+    GopherQuality: dict(
+        min_doc_words=0,
+        max_doc_words=10**9,
+        min_avg_word_length=0,
+        max_avg_word_length=1000,
+        max_symbol_word_ratio=1,
+        max_bullet_lines_ratio=1,
+        max_ellipsis_lines_ratio=1,
+        min_alpha_words_ratio=0,
+        min_stop_words=0,
+    ),
+    GopherRepetition: dict(
+        dup_para_frac=1,
+        dup_para_char_frac=1,
+        dup_line_frac=1,
+        dup_line_char_frac=1,
+        top_n_grams=[(2, 1e9), (3, 1e9), (4, 1e9)],
+        dup_n_grams=[(n, 1e9) for n in range(5, 11)],
+    ),
     FineWebQuality: dict(line_punct_thr=0, short_line_thr=1, char_duplicates_ratio=1, new_line_ratio=100),
-    C4Quality: dict(min_num_sentences=0, filter_no_terminal_punct=False, filter_lorem_ipsum=False,
-                    filter_curly_bracket=False),
+    C4Quality: dict(
+        min_num_sentences=0, filter_no_terminal_punct=False, filter_lorem_ipsum=False, filter_curly_bracket=False
+    ),
 }
 
 # (filter, parameter, metric, how the rule compares, reason, text)
@@ -49,18 +76,28 @@ CASES = [
     (GopherQuality, "max_symbol_word_ratio", "gopher_hash_ratio", "max", "hash_ratio_above_max", SYMBOLS),
     (GopherQuality, "max_symbol_word_ratio", "gopher_ellipsis_ratio", "max", "ellipsis_ratio_above_max", ELLIPSES),
     (GopherQuality, "max_bullet_lines_ratio", "gopher_bullet_lines_ratio", "max", "bullet_lines_above_max", BULLETS),
-    (GopherQuality, "max_ellipsis_lines_ratio", "gopher_ellipsis_lines_ratio", "max", "ellipsis_lines_above_max",
-     ELLIPSES),
+    (
+        GopherQuality,
+        "max_ellipsis_lines_ratio",
+        "gopher_ellipsis_lines_ratio",
+        "max",
+        "ellipsis_lines_above_max",
+        ELLIPSES,
+    ),
     (GopherQuality, "min_alpha_words_ratio", "gopher_alpha_words_ratio", "min", "alpha_words_below_min", NUMBERS),
     (GopherQuality, "min_stop_words", "gopher_stop_words", "min", "too_few_stop_words", PROSE),
     (GopherRepetition, "dup_para_frac", "rep_dup_para_frac", "max", "dup_para_frac", REPEATED),
     (GopherRepetition, "dup_para_char_frac", "rep_dup_para_char_frac", "max", "dup_para_char_frac", REPEATED),
     (GopherRepetition, "dup_line_frac", "rep_dup_line_frac", "max", "dup_line_frac", REPEATED),
     (GopherRepetition, "dup_line_char_frac", "rep_dup_line_char_frac", "max", "dup_line_char_frac", REPEATED),
-    *[(GopherRepetition, ("top_n_grams", n), f"rep_top_{n}_gram_char_frac", "max", f"top_{n}_gram", REPEATED)
-      for n in (2, 3, 4)],
-    *[(GopherRepetition, ("dup_n_grams", n), f"rep_dup_{n}_gram_char_frac", "max", f"dup_{n}_gram", REPEATED)
-      for n in range(5, 11)],
+    *[
+        (GopherRepetition, ("top_n_grams", n), f"rep_top_{n}_gram_char_frac", "max", f"top_{n}_gram", REPEATED)
+        for n in (2, 3, 4)
+    ],
+    *[
+        (GopherRepetition, ("dup_n_grams", n), f"rep_dup_{n}_gram_char_frac", "max", f"dup_{n}_gram", REPEATED)
+        for n in range(5, 11)
+    ],
     (FineWebQuality, "line_punct_thr", "fineweb_line_punct_ratio", "min_incl", "line_punct_ratio", ELLIPSES),
     (FineWebQuality, "short_line_thr", "fineweb_short_line_ratio", "max_incl", "short_line_ratio", BULLETS),
     (FineWebQuality, "char_duplicates_ratio", "fineweb_char_dup_ratio", "max_incl", "char_dup_ratio", REPEATED),
@@ -84,8 +121,7 @@ def with_threshold(cls, param, value):
     return params
 
 
-@pytest.mark.parametrize("cls, param, metric, compare, reason, text", CASES,
-                         ids=[f"{c[0].kind}-{c[4]}" for c in CASES])
+@pytest.mark.parametrize("cls, param, metric, compare, reason, text", CASES, ids=[f"{c[0].kind}-{c[4]}" for c in CASES])
 def test_rule_at_both_sides_of_its_threshold(cls, param, metric, compare, reason, text):
     verdict, doc = run(cls, RELAXED[cls], text)
     assert verdict is None
@@ -121,21 +157,28 @@ def test_c4_document_rules_and_line_removal():
     assert "JavaScript" not in doc["text"] and "privacy policy" not in doc["text"] and "Home | About" not in doc["text"]
     assert events["line_javascript"] == 1 and events["line_policy"] == 1 and events["line_no_terminal_punct"] >= 2
     assert C4Quality().apply({"text": WIKI + "\nLorem ipsum dolor sit amet, consectetur."}, Counter()) == "lorem_ipsum"
-    assert C4Quality(filter_lorem_ipsum=False).apply(
-        {"text": WIKI + "\nLorem ipsum dolor sit amet, consectetur."}, Counter()) is None
+    assert (
+        C4Quality(filter_lorem_ipsum=False).apply(
+            {"text": WIKI + "\nLorem ipsum dolor sit amet, consectetur."}, Counter()
+        )
+        is None
+    )
     code = WIKI + "\nfunction f() { return 1; } is a small function."
     assert C4Quality().apply({"text": code}, Counter()) == "curly_bracket"
     assert C4Quality(filter_curly_bracket=False).apply({"text": code}, Counter()) is None
 
 
-@pytest.mark.parametrize("cls, params, param", [
-    (GopherQuality, dict(min_doc_words=100, max_doc_words=10), "min_doc_words"),
-    (GopherQuality, dict(min_alpha_words_ratio=1.5), "min_alpha_words_ratio"),
-    (GopherRepetition, dict(dup_line_frac=-0.1), "dup_line_frac"),
-    (GopherRepetition, dict(top_n_grams=[(0, 0.2)]), "top_n_grams"),
-    (FineWebQuality, dict(short_line_thr=2.0), "short_line_thr"),
-    (C4Quality, dict(min_words_per_line=-1), "min_words_per_line"),
-])
+@pytest.mark.parametrize(
+    "cls, params, param",
+    [
+        (GopherQuality, dict(min_doc_words=100, max_doc_words=10), "min_doc_words"),
+        (GopherQuality, dict(min_alpha_words_ratio=1.5), "min_alpha_words_ratio"),
+        (GopherRepetition, dict(dup_line_frac=-0.1), "dup_line_frac"),
+        (GopherRepetition, dict(top_n_grams=[(0, 0.2)]), "top_n_grams"),
+        (FineWebQuality, dict(short_line_thr=2.0), "short_line_thr"),
+        (C4Quality, dict(min_words_per_line=-1), "min_words_per_line"),
+    ],
+)
 def test_out_of_range_parameters_name_the_parameter(cls, params, param):
     with pytest.raises(ParamError) as err:
         cls(**params)

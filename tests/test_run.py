@@ -36,7 +36,8 @@ def snapshot(run_dir: str) -> dict:
     for path in sorted(glob.glob(f"{run_dir}/*/*/*.parquet")):
         rows = pq.read_table(path).to_pylist()
         files[os.path.relpath(path, run_dir)] = [
-            (r["id"], hashlib.sha1((r["text"] or "").encode()).hexdigest(), r.get("reason")) for r in rows]
+            (r["id"], hashlib.sha1((r["text"] or "").encode()).hexdigest(), r.get("reason")) for r in rows
+        ]
     stats = json.load(open(f"{run_dir}/stats.json"))
     return {"files": files, "stats": strip_timings(stats)}
 
@@ -117,8 +118,10 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, reference):
     os.remove(f"{run_dir}/stats.json")
     stats, _ = run(tmp_path)
     assert stats["run"]["complete"]
-    assert snapshot(run_dir) == {**ref_snap, "stats": {**ref_snap["stats"], "run": {
-        **ref_snap["stats"]["run"], "run_dir": run_dir}}}
+    assert snapshot(run_dir) == {
+        **ref_snap,
+        "stats": {**ref_snap["stats"], "run": {**ref_snap["stats"]["run"], "run_dir": run_dir}},
+    }
 
 
 def test_the_result_does_not_depend_on_how_files_are_split(tmp_path, reference):
@@ -130,15 +133,22 @@ def test_the_result_does_not_depend_on_how_files_are_split(tmp_path, reference):
     snap = snapshot(run_dir)
 
     def documents(s):
-        return {(path.split("/")[0], path.split("/")[1]): sorted(row for rows in [v for p, v in s["files"].items()
-                if p.split("/")[:2] == path.split("/")[:2]] for row in rows) for path in s["files"]}
+        return {
+            (path.split("/")[0], path.split("/")[1]): sorted(
+                row
+                for rows in [v for p, v in s["files"].items() if p.split("/")[:2] == path.split("/")[:2]]
+                for row in rows
+            )
+            for path in s["files"]
+        }
 
     assert documents(snap) == documents(ref_snap)
     for mine, ref in zip(snap["stats"]["stages"], ref_snap["stats"]["stages"]):
         for key in ("docs_in", "docs_kept", "bytes_in", "bytes_kept", "dropped", "steps", "labels", "records"):
             assert mine[key] == ref[key], key
         assert {k: h["counts"] for k, h in mine["histograms"].items()} == {
-            k: h["counts"] for k, h in ref["histograms"].items()}
+            k: h["counts"] for k, h in ref["histograms"].items()
+        }
 
 
 def test_rerunning_a_changed_workflow_is_refused_unless_restarted(tmp_path):
@@ -163,12 +173,20 @@ def test_bad_input_files_are_counted_and_the_rest_processed(tmp_path):
     (inputs / "c-empty.warc.gz").write_bytes(b"")
     (inputs / "d-html.warc.gz").write_bytes(b"<html>this is not a WARC file</html>")
     (inputs / "e-truncated.warc.gz").write_bytes(good[:100_000])
-    write_warc(inputs / "f-big.warc.gz", [response("http://big.example/", b"<p>" + b"x" * (10 << 20) + b"</p>"),
-                                          response("http://small.example/", b"<html><p>fine</p></html>")])
+    write_warc(
+        inputs / "f-big.warc.gz",
+        [
+            response("http://big.example/", b"<p>" + b"x" * (10 << 20) + b"</p>"),
+            response("http://small.example/", b"<html><p>fine</p></html>"),
+        ],
+    )
     workflow_file = tmp_path / "bad.toml"
-    workflow_file.write_text(open(DEMO).read().replace('"../data/warc/*/*.warc.gz", "../data/warc/*/*.warc.wet.gz"',
-                                                       f'"{inputs}/*.warc.gz"').replace('name = "demo"',
-                                                                                        'name = "bad"'))
+    workflow_file.write_text(
+        open(DEMO)
+        .read()
+        .replace('"../data/warc/*/*.warc.gz", "../data/warc/*/*.warc.wet.gz"', f'"{inputs}/*.warc.gz"')
+        .replace('name = "demo"', 'name = "bad"')
+    )
     stats, _ = run(tmp_path, load_workflow(str(workflow_file)))
     extract = stats["stages"][0]
     assert stats["run"]["complete"]
@@ -213,12 +231,18 @@ def test_fsspec_urls_and_uncompressed_warc(tmp_path):
     (inputs / "example.warc").write_bytes(gzip.decompress((WARC_DIR / "warcio/example.warc.gz").read_bytes()))
     shutil.copy(WARC_DIR / "commoncrawl-whirlwind/whirlwind.warc.wet.gz", inputs)
     workflow_file = tmp_path / "urls.toml"
-    workflow_file.write_text(open(DEMO).read().replace(
-        '"../data/warc/*/*.warc.gz", "../data/warc/*/*.warc.wet.gz"', f'"file://{inputs}/*.warc*"').replace(
-        'output = "../runs"', f'output = "file://{tmp_path}/out"').replace('name = "demo"', 'name = "urls"'))
+    workflow_file.write_text(
+        open(DEMO)
+        .read()
+        .replace('"../data/warc/*/*.warc.gz", "../data/warc/*/*.warc.wet.gz"', f'"file://{inputs}/*.warc*"')
+        .replace('output = "../runs"', f'output = "file://{tmp_path}/out"')
+        .replace('name = "demo"', 'name = "urls"')
+    )
     workflow = load_workflow(str(workflow_file))
-    assert [f.path for f in workflow.input_files] == [f"file://{inputs}/example.warc",
-                                                       f"file://{inputs}/whirlwind.warc.wet.gz"]
+    assert [f.path for f in workflow.input_files] == [
+        f"file://{inputs}/example.warc",
+        f"file://{inputs}/whirlwind.warc.wet.gz",
+    ]
     stats = run_workflow(workflow, progress=False)
     assert stats["run"]["run_dir"] == f"file://{tmp_path}/out/urls"
     extract = stats["stages"][0]
@@ -245,4 +269,3 @@ def test_skipped_records_are_logged_with_file_and_offset(tmp_path, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith(f"{bad} @") and "corrupt_gzip_member" in m for m in messages)
     assert any(f"{bad} @" in m and "http://png.example/" in m and "binary_payload" in m for m in messages)
-

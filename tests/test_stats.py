@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from filters.base import Metric, RATIO_BINS
+from filters.base import RATIO_BINS, Metric
 from pipeline.funnel import histogram_quantile
 from pipeline.stats import Histogram, StageStats, merge
 
@@ -45,5 +45,11 @@ def test_merging_shards_equals_one_shard_with_everything():
         assert parts[key] == whole[key], key
     for name in whole["histograms"]:
         a, b = parts["histograms"][name], whole["histograms"][name]
-        assert (a["counts"], a["n"], a["zeros"], a["min"], a["max"]) == (b["counts"], b["n"], b["zeros"], b["min"], b["max"])
+        assert (a["counts"], a["n"], a["zeros"], a["min"], a["max"]) == (
+            b["counts"],
+            b["n"],
+            b["zeros"],
+            b["min"],
+            b["max"],
+        )
         assert abs(a["sum"] - b["sum"]) < 1e-9

@@ -36,8 +36,10 @@ def test_same_records_as_warcio_and_fastwarc(path):
     records, issues = read_all(data)
     assert issues == []
     with open(path, "rb") as f:
-        expected = [(r.rec_type, r.rec_headers.get_header("WARC-Record-ID"), r.raw_stream.read())
-                    for r in WarcioIterator(f, no_record_parse=True)]
+        expected = [
+            (r.rec_type, r.rec_headers.get_header("WARC-Record-ID"), r.raw_stream.read())
+            for r in WarcioIterator(f, no_record_parse=True)
+        ]
     assert [(r.type, r.headers.get("warc-record-id"), r.block) for r in records] == expected
     fast = [(str(r.record_type), r.record_id) for r in FastwarcIterator(io.BytesIO(data), parse_http=False)]
     assert [(r.type, r.headers.get("warc-record-id")) for r in records] == fast
@@ -54,7 +56,8 @@ def test_byte_ranges_cover_every_record_exactly_once(name, split):
         assert issues == []
         pieces += records
     assert [(r.offset, r.headers["warc-record-id"]) for r in pieces] == [
-        (r.offset, r.headers["warc-record-id"]) for r in whole]
+        (r.offset, r.headers["warc-record-id"]) for r in whole
+    ]
 
 
 def test_a_corrupt_gzip_member_costs_only_its_own_record():
@@ -86,17 +89,20 @@ def test_a_truncated_file_keeps_every_complete_record():
 def test_garbage_between_members_is_skipped_and_reported():
     data = (WARC_DIR / "warcio/example.warc.gz").read_bytes()
     offsets = member_offsets(data)
-    damaged = data[: offsets[3]] + b"\x00" * 777 + data[offsets[3]:]
+    damaged = data[: offsets[3]] + b"\x00" * 777 + data[offsets[3] :]
     records, issues = read_all(damaged)
     assert [i.reason for i in issues] == ["garbage_between_members"]
     assert len(records) == len(read_all(data)[0])
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", "empty_file"),
-    (b"<html><body>not a WARC file at all</body></html>" * 50, "not_warc"),
-    (gzip.compress(b"just some text, gzipped" * 100), "not_warc"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty_file"),
+        (b"<html><body>not a WARC file at all</body></html>" * 50, "not_warc"),
+        (gzip.compress(b"just some text, gzipped" * 100), "not_warc"),
+    ],
+)
 def test_files_that_are_not_warc_are_reported(content, reason):
     records, issues = read_all(content)
     assert records == []
@@ -108,7 +114,7 @@ def test_uncompressed_warc_resynchronises_after_a_damaged_header():
     whole, issues = read_all(plain)
     assert issues == [] and len(whole) == 343
     victim = whole[100]
-    damaged = plain[: victim.offset] + b"GARBAGE/1.0\r\n" + plain[victim.offset + len(b"WARC/1.0\r\n"):]
+    damaged = plain[: victim.offset] + b"GARBAGE/1.0\r\n" + plain[victim.offset + len(b"WARC/1.0\r\n") :]
     records, issues = read_all(damaged)
     assert [i.reason for i in issues] == ["malformed_record"]
     assert len(records) == len(whole) - 1
@@ -117,8 +123,14 @@ def test_uncompressed_warc_resynchronises_after_a_damaged_header():
 
 def test_oversized_records_are_skipped_unread(tmp_path):
     big = b"<html><body>" + b"x" * (3 << 20) + b"</body></html>"
-    data = write_warc(None, [response("http://a.example/", b"<html>small</html>"), response("http://b.example/", big),
-                             response("http://c.example/", b"<html>after</html>")])
+    data = write_warc(
+        None,
+        [
+            response("http://a.example/", b"<html>small</html>"),
+            response("http://b.example/", big),
+            response("http://c.example/", b"<html>after</html>"),
+        ],
+    )
     records, issues = read_all(data, max_record_bytes=1 << 20)
     assert issues == []
     assert [r.oversized for r in records] == [False, True, False]

@@ -42,31 +42,46 @@ def test_a_good_workflow_loads(tmp_path):
     assert wf.stages[1].steps[0].filter.threshold == 0.5
 
 
-@pytest.mark.parametrize("change, key, expected", [
-    (("[run]", "[rnu]"), "rnu", "unknown section; expected one of: input, run, stages"),
-    (('name = "t"', 'nmae = "t"'), "run.nmae", "unknown key; expected one of: name, on_error, output"),
-    (('name = "t"', ""), "run.name", "missing required key (a string)"),
-    (('name = "t"', 'name = "a/b"'), "run.name", "expected a plain directory name"),
-    (('name = "t"', 'name = "t"\non_error = "ignore"'), "run.on_error", "expected one of 'skip', 'raise'"),
-    (("threshold = 0.5", 'threshold = "high"'), "stages[1].filters[0].threshold", "expected a number, got 'high'"),
-    (("threshold = 0.5", "threshold = 1.5"), "stages[1].filters[0].threshold", "must be between 0 and 1"),
-    (("threshold = 0.5", "treshold = 0.5"), "stages[1].filters[0].treshold", "unknown key; expected one of: "
-                                                                            "languages, model, threshold"),
-    (("threshold = 0.5", "languages = \"en\""), "stages[1].filters[0].languages", "expected a list of strings"),
-    (('kind = "language"', 'kind = "langauge"'), "stages[1].filters[0].kind", "unknown filter 'langauge'"),
-    (('kind = "filter"', 'kind = "filtr"'), "stages[1].kind", "unknown stage kind 'filtr'; expected one of"),
-    (('kind = "extract"', 'kind = "extract"\nmain_content = "yes"'), "stages[0].main_content",
-     "expected true or false"),
-    (('kind = "extract"', 'kind = "extract"\nmax_payload_bytes = 0'), "stages[0].max_payload_bytes", "must be > 0"),
-    (("[[stages]]\nkind = \"extract\"", "[[stages]]\nkind = \"filter\"\nfilters = [{kind = \"pii\"}]"),
-     "stages[0].kind", "the first stage must be 'extract'"),
-    (('kind = "filter"', 'kind = "filter"\nname = "extract"'), "stages[1].name", "names must be unique"),
-    (("paths = [", 'split_bytes = "64 parsecs"\npaths = ['), "input.split_bytes", "expected a size in bytes"),
-    (("paths = [", "split_bytes = 1000\npaths = ["), "input.split_bytes", "expected at least 64KiB"),
-    ((f'"{WARC_DIR}/warcio/*.warc.gz"', '"/nonexistent/*.warc.gz"'), "input.paths[0]",
-     "no file matches '/nonexistent/*.warc.gz'"),
-    (("[input]", "[input]\npaths2 = 1"), "input.paths2", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "change, key, expected",
+    [
+        (("[run]", "[rnu]"), "rnu", "unknown section; expected one of: input, run, stages"),
+        (('name = "t"', 'nmae = "t"'), "run.nmae", "unknown key; expected one of: name, on_error, output"),
+        (('name = "t"', ""), "run.name", "missing required key (a string)"),
+        (('name = "t"', 'name = "a/b"'), "run.name", "expected a plain directory name"),
+        (('name = "t"', 'name = "t"\non_error = "ignore"'), "run.on_error", "expected one of 'skip', 'raise'"),
+        (("threshold = 0.5", 'threshold = "high"'), "stages[1].filters[0].threshold", "expected a number, got 'high'"),
+        (("threshold = 0.5", "threshold = 1.5"), "stages[1].filters[0].threshold", "must be between 0 and 1"),
+        (
+            ("threshold = 0.5", "treshold = 0.5"),
+            "stages[1].filters[0].treshold",
+            "unknown key; expected one of: languages, model, threshold",
+        ),
+        (("threshold = 0.5", 'languages = "en"'), "stages[1].filters[0].languages", "expected a list of strings"),
+        (('kind = "language"', 'kind = "langauge"'), "stages[1].filters[0].kind", "unknown filter 'langauge'"),
+        (('kind = "filter"', 'kind = "filtr"'), "stages[1].kind", "unknown stage kind 'filtr'; expected one of"),
+        (
+            ('kind = "extract"', 'kind = "extract"\nmain_content = "yes"'),
+            "stages[0].main_content",
+            "expected true or false",
+        ),
+        (('kind = "extract"', 'kind = "extract"\nmax_payload_bytes = 0'), "stages[0].max_payload_bytes", "must be > 0"),
+        (
+            ('[[stages]]\nkind = "extract"', '[[stages]]\nkind = "filter"\nfilters = [{kind = "pii"}]'),
+            "stages[0].kind",
+            "the first stage must be 'extract'",
+        ),
+        (('kind = "filter"', 'kind = "filter"\nname = "extract"'), "stages[1].name", "names must be unique"),
+        (("paths = [", 'split_bytes = "64 parsecs"\npaths = ['), "input.split_bytes", "expected a size in bytes"),
+        (("paths = [", "split_bytes = 1000\npaths = ["), "input.split_bytes", "expected at least 64KiB"),
+        (
+            (f'"{WARC_DIR}/warcio/*.warc.gz"', '"/nonexistent/*.warc.gz"'),
+            "input.paths[0]",
+            "no file matches '/nonexistent/*.warc.gz'",
+        ),
+        (("[input]", "[input]\npaths2 = 1"), "input.paths2", "unknown key"),
+    ],
+)
 def test_malformed_workflows_are_refused_with_file_key_and_expectation(tmp_path, change, key, expected):
     old, new = change
     assert old in GOOD
