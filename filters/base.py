@@ -63,6 +63,7 @@ class Filter:
 
     kind: ClassVar[str]
     labels: ClassVar[tuple[str, ...]] = ()
+    path_params: ClassVar[tuple[str, ...]] = ()  # parameters naming files: relative to the workflow file
 
     def metrics(self) -> tuple[Metric, ...]:
         """Numeric annotations this filter writes (columns of the output, histograms in the stats)."""

@@ -35,8 +35,8 @@ def decode_html(body: bytes, http_charset: str | None) -> tuple[str, str, str]:
             pass
     for source, label in (("http", http_charset), ("meta", meta_charset(body))):
         encoding = map_encoding_to_html5(label, fallback_utf8=False) if label else None
-        if encoding is None:
-            continue
+        if encoding is None or (encoding.startswith("utf-16") and b"\x00" not in body[:1024]):
+            continue  # a UTF-16 label on bytes without NULs is wrong (browsers read such a meta tag as UTF-8)
         text = _decode_if_clean(body, encoding)
         if text is not None:
             return text, codecs.lookup(encoding).name, source

@@ -1,12 +1,13 @@
 """WARC records to documents: HTML responses through resiliparse, WET conversion records as they are.
 
 Every response that does not become a document gets a reason (``revisit``, ``redirect``, ``http_error``,
-``not_html``, ``binary_payload``, ``payload_too_large``, ``unparseable_http``, ``html_error``,
-``empty_text``); records that are not documents at all (requests, metadata, warcinfo) get none.
+``not_html``, ``binary_payload``, ``payload_too_large``, ``nesting_too_deep``, ``unparseable_http``,
+``html_error``, ``empty_text``); records that are not documents at all (requests, metadata, warcinfo) get none.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from resiliparse.extract.html2text import extract_plain_text
@@ -41,16 +42,20 @@ class HtmlExtractor:
     """Turns ``response`` records into documents with resiliparse; ``conversion`` (WET) records pass through.
 
     ``main_content`` keeps only the main content (drops navigation, footers); ``max_payload_bytes`` skips
-    larger payloads with the reason ``payload_too_large``.
+    larger payloads with the reason ``payload_too_large``. Main-content extraction takes time quadratic in
+    the nesting depth of the markup, so pages nested deeper than ``max_nesting_depth`` are skipped as
+    ``nesting_too_deep`` (real pages stay below a few hundred).
     """
 
     main_content: bool = True
     alt_texts: bool = True
     list_bullets: bool = True
     max_payload_bytes: int = 4 << 20
+    max_nesting_depth: int = 2000
 
     def __post_init__(self):
         require(self.max_payload_bytes > 0, "max_payload_bytes", "must be > 0")
+        require(self.max_nesting_depth > 0, "max_nesting_depth", "must be > 0")
 
     def extract(self, record: WarcRecord, source: str) -> tuple[dict, str | None] | None:
         """(document, None) for a kept document, (stub, reason) for a skipped one, None for a non-document."""
@@ -63,7 +68,7 @@ class HtmlExtractor:
         doc = _stub(record, source)
         if record.oversized or record.content_length > self.max_payload_bytes + (1 << 16):
             return doc, "payload_too_large"
-        response = parse_http_response(record.block)
+        response = parse_http_response(record.block, self.max_payload_bytes)
         if response is None:
             return doc, "unparseable_http"
         doc["http_status"] = response.status
@@ -74,7 +79,7 @@ class HtmlExtractor:
         if response.status != 200:
             return doc, "http_error"
         body = response.body
-        if len(body) > self.max_payload_bytes:
+        if response.body_too_large or len(body) > self.max_payload_bytes:
             return doc, "payload_too_large"
         if media_type not in HTML_TYPES and not (
             media_type in (None, "application/octet-stream") and _looks_html(body)
@@ -83,6 +88,9 @@ class HtmlExtractor:
         if _looks_binary(body):
             return doc, "binary_payload"
         html, doc["charset"], doc["charset_source"] = decode_html(body, response.charset)
+        limit = self.max_nesting_depth
+        if self.main_content and html.count("<") > limit and nesting_exceeds(html, limit):  # cheap test first
+            return doc, "nesting_too_deep"
         try:
             text = extract_plain_text(
                 html, main_content=self.main_content, alt_texts=self.alt_texts, list_bullets=self.list_bullets
@@ -101,6 +109,30 @@ class HtmlExtractor:
         doc["text"] = record.block.decode("utf-8", "replace").strip()
         doc["charset"], doc["charset_source"] = "utf-8", "wet"
         return doc, (None if doc["text"] else "empty_text")
+
+
+# elements that never nest (void) or that HTML closes implicitly: they do not add depth
+_FLAT_ELEMENTS = frozenset(
+    "area base br col embed hr img input link meta param source track wbr keygen command "
+    "p li dt dd tr td th option optgroup rb rt rtc rp thead tbody tfoot colgroup caption".split()
+)
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
+
+
+def nesting_exceeds(html: str, limit: int) -> bool:
+    """True when the element nesting of ``html`` (estimated from its tags) goes deeper than ``limit``."""
+    depth = 0
+    for m in _TAG.finditer(html):
+        closing, name, self_closing = m.groups()
+        if self_closing or name.lower() in _FLAT_ELEMENTS:
+            continue
+        if closing:
+            depth = max(depth - 1, 0)
+        else:
+            depth += 1
+            if depth > limit:
+                return True
+    return False
 
 
 def _stub(record: WarcRecord, source: str) -> dict:

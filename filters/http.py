@@ -19,11 +19,13 @@ MAX_HEADER_BYTES = 1 << 16
 
 @dataclass(slots=True)
 class HttpResponse:
-    """Status code, headers (lower-case names; repeated headers joined by ", ") and decoded body."""
+    """Status code, headers (lower-case names; repeated headers joined by ", ") and decoded body.
+    ``body_too_large``: decoding would exceed the caller's limit; ``body`` is then cut there."""
 
     status: int
     headers: dict[str, str]
     body: bytes
+    body_too_large: bool = False
 
     @property
     def media_type(self) -> str | None:
@@ -48,8 +50,9 @@ def content_type_charset(content_type: str) -> str | None:
     return None
 
 
-def parse_http_response(block: bytes) -> HttpResponse | None:
-    """Parse a raw HTTP response; None when the block does not start with an HTTP status line."""
+def parse_http_response(block: bytes, max_body_bytes: int = 1 << 26) -> HttpResponse | None:
+    """Parse a raw HTTP response; None when the block does not start with an HTTP status line. Compressed
+    bodies are decoded up to ``max_body_bytes`` (a small compressed body can expand to gigabytes)."""
     m = _STATUS_LINE.match(block)
     if not m:
         return None
@@ -68,25 +71,26 @@ def parse_http_response(block: bytes) -> HttpResponse | None:
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body = _dechunk(body)
-    body = _decode_content(body, headers.get("content-encoding", "").lower())
-    return HttpResponse(int(m.group(1)), headers, body)
+    body, too_large = _decode_content(body, headers.get("content-encoding", "").lower(), max_body_bytes)
+    return HttpResponse(int(m.group(1)), headers, body, too_large)
 
 
 def _dechunk(body: bytes) -> bytes:
-    """Undo chunked transfer coding; the body unchanged when it is not validly chunked."""
+    """Undo chunked transfer coding: the chunks (a cut-off last one included); the body unchanged when it
+    does not start as a chunked body."""
     out = []
     pos = 0
     while True:
         m = _CHUNK_SIZE.match(body, pos)
         if not m:
-            return body
+            return b"".join(out) if out else body
         size = int(m.group(1), 16)
         pos = m.end()
         if size == 0:
             return b"".join(out)
-        if pos + size > len(body):
-            return body
         out.append(body[pos : pos + size])
+        if pos + size >= len(body):
+            return b"".join(out)
         pos += size
         if body[pos : pos + 2] == b"\r\n":
             pos += 2
@@ -94,17 +98,20 @@ def _dechunk(body: bytes) -> bytes:
             pos += 1
 
 
-def _decode_content(body: bytes, encoding: str) -> bytes:
-    """Decompress gzip / deflate / br bodies when the bytes are really compressed."""
+def _decode_content(body: bytes, encoding: str, limit: int) -> tuple[bytes, bool]:
+    """Decompress gzip / deflate / br bodies when the bytes really are compressed, producing at most
+    ``limit + 1`` bytes; returns the body and whether it exceeds ``limit``."""
     try:
         if "gzip" in encoding and body[:2] == b"\x1f\x8b":
-            return zlib.decompressobj(31).decompress(body)
-        if "deflate" in encoding and body[:1] in (b"\x78", b"\x58", b"\x68", b"\x08"):
-            return zlib.decompressobj().decompress(body)
-        if encoding.strip() == "br":
+            out = zlib.decompressobj(31).decompress(body, limit + 1)
+        elif "deflate" in encoding and body[:1] in (b"\x78", b"\x58", b"\x68", b"\x08"):
+            out = zlib.decompressobj().decompress(body, limit + 1)
+        elif encoding.strip() == "br":
             import brotli
 
-            return brotli.decompress(body)
-    except Exception:
-        return body
-    return body
+            out = brotli.Decompressor().process(body, output_buffer_limit=limit + 1)
+        else:
+            out = body
+    except Exception:  # not really compressed, or damaged: keep the bytes as they are
+        out = body
+    return out[: limit + 1], len(out) > limit

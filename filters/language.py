@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ class LanguageFilter(Filter):
 
     kind = "language"
     labels = ("language",)
+    path_params = ("model",)
     languages: list[str] = field(default_factory=lambda: ["en"])
     threshold: float = 0.65
     model: str = ""
@@ -25,6 +27,12 @@ class LanguageFilter(Filter):
         require(0 <= self.threshold <= 1, "threshold", "must be between 0 and 1")
         self._allowed = frozenset(self.languages)
         self._model_path = self.model or str(DEFAULT_LID_MODEL)
+        local = "://" not in self._model_path or self._model_path.startswith("file://")
+        require(
+            not local or os.path.isfile(self._model_path.removeprefix("file://")),
+            "model",
+            f"no such file: {self._model_path}",
+        )
         # above 0.5 only the top label can pass; below it, any label may
         self._k = 1 if self.threshold >= 0.5 else -1
 

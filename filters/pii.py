@@ -27,8 +27,9 @@ _IPV6_CANDIDATE = re.compile(
 # separators are a space, a dot or a hyphen, never a line break (numbers on separate lines are not one number)
 # North American numbers: (206) 543-1695, 206-543-9196, 206.543.9196, +1 415 429 6753, 1-800-555-0100
 _US_PHONE = r"(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\)|[2-9]\d{2})[ .-]?\d{3}[ .-]\d{4}"
-# international: +CC then groups of digits, 8 to 15 digits in all (E.164)
-_INTL_PHONE = r"\+[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{1,4}){1,5}"
+# international: +CC then groups of digits, 8 to 15 digits in all (E.164, checked after matching); possessive
+# quantifiers take each run of digits whole, so a long digit run is never split in many ways (backtracking)
+_INTL_PHONE = r"\+[1-9]\d{0,2}+(?:[ .-]?+\(\d{1,4}+\))?+(?:[ .-]?+\d++){1,6}+"
 PHONE = re.compile(rf"(?<![\w+])(?:{_US_PHONE}|{_INTL_PHONE})(?![\w])")
 
 

@@ -4,7 +4,9 @@ A ``.warc.gz`` is a chain of gzip members, usually one record each. We walk that
 parse records with a small streaming parser, so that
 
 * a shard of a large file (a byte range ``[start, end)``) reads exactly the records whose gzip member
-  starts inside the range: the shards of one file cover every record once;
+  starts inside the range: the shards of one file cover every record once. A shard finds the member chain
+  up to 1 MiB before its start and walks it from there with the same code as the shard before it, so both
+  agree on where members start, even where a record carries gzip data of its own;
 * a corrupt or truncated gzip member costs that member only: it is reported and reading resumes at the
   next member that decompresses to ``WARC/``; in an uncompressed file, at the next ``WARC/`` line;
 * HTTP-era quirks (LF-only line ends, WARC/0.18, header continuation lines) parse.
@@ -28,6 +30,8 @@ CHUNK = 1 << 16
 MAX_HEADER_BYTES = 1 << 16
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _WARC_LINE = re.compile(rb"\nWARC/\d")
+_WARC_START = re.compile(rb"WARC/\d")
+SYNC_BEFORE = 1 << 20  # a shard finds the member chain this many bytes before its start
 
 
 @dataclass(slots=True)
@@ -63,7 +67,12 @@ class _CorruptMember(Exception):
 
 
 class _Malformed(Exception):
-    pass
+    """A record that cannot be parsed; ``consumed`` tells whether its header bytes were read past."""
+
+    def __init__(self, message: str, position: int, consumed: bool):
+        super().__init__(message)
+        self.position = position
+        self.consumed = consumed
 
 
 class _Source:
@@ -166,37 +175,49 @@ class _RecordParser:
     def next_record(self, offset: int | None) -> WarcRecord | None:
         """The next record (``offset`` overrides its position), None at the end; raises _Malformed."""
         self._skip_blank()
+        while len(self._buf) < 6 and self._fill():
+            pass
         if not self._buf:
             return None
         start = self._pos
+        if not self._buf.startswith(b"WARC/"):
+            raise _Malformed(f"expected a WARC/ version line, got {self._buf[:40]!r}", start, consumed=False)
         while True:
             m = _HEADER_END.search(self._buf)
             if m:
                 break
             if len(self._buf) > MAX_HEADER_BYTES:
-                raise _Malformed("no end of WARC headers within 64 KiB")
+                raise _Malformed("no end of WARC headers within 64 KiB", start, consumed=False)
             if not self._fill():
-                raise _Malformed("the stream ends inside the WARC headers")
+                raise _Malformed("the stream ends inside the WARC headers", start, consumed=False)
         head = self._take(m.end())
         lines = head[: m.start()].decode("utf-8", "replace").replace("\r", "").split("\n")
-        if not lines[0].startswith("WARC/"):
-            raise _Malformed(f"expected a WARC/ version line, got {lines[0][:40]!r}")
         headers = _parse_header_lines(lines[1:])
         try:
             length = int(headers.get("content-length", ""))
         except ValueError:
-            raise _Malformed(f"bad Content-Length {headers.get('content-length')!r}") from None
+            raise _Malformed(f"bad Content-Length {headers.get('content-length')!r}", start, consumed=True) from None
         if length < 0:
-            raise _Malformed(f"negative Content-Length {length}")
+            raise _Malformed(f"negative Content-Length {length}", start, consumed=True)
         rtype = headers.get("warc-type", "unknown").strip().lower()
         pos = start if offset is None else offset
         if length > self._max:
             self._discard(length)
             return WarcRecord(pos, rtype, headers, b"", length, truncated=self._eof, oversized=True)
-        while len(self._buf) < length and self._fill():
-            pass
-        block = self._take(length)
+        block = self._read_block(length)
         return WarcRecord(pos, rtype, headers, block, length, truncated=len(block) < length)
+
+    def _read_block(self, length: int) -> bytes:
+        parts, have = [self._buf], len(self._buf)
+        while have < length:  # collect chunks, then join once: linear in the block size
+            data = self._stream.read()
+            if not data:
+                self._eof = True
+                break
+            parts.append(data)
+            have += len(data)
+        self._buf = b"".join(parts)
+        return self._take(length)
 
     def _discard(self, n: int) -> None:
         while n > 0:
@@ -204,10 +225,15 @@ class _RecordParser:
                 return
             n -= len(self._take(n))
 
-    def resync(self) -> int | None:
-        """Skip to the next line that starts with ``WARC/<digit>``; return its offset, or None at the end."""
+    def resync(self, here: bool) -> int | None:
+        """Skip to the next record start (a line ``WARC/<digit>``); return its offset, or None at the end.
+        ``here``: the bytes of the failed record were read past, so a record may start right at the buffer."""
+        while len(self._buf) < 6 and self._fill():
+            pass
+        if here and _WARC_START.match(self._buf):
+            return self._pos
         while True:
-            m = _WARC_LINE.search(self._buf, 1)
+            m = _WARC_LINE.search(self._buf)
             if m:
                 self._take(m.start() + 1)
                 return self._pos
@@ -215,6 +241,21 @@ class _RecordParser:
             self._take(len(self._buf) - len(keep))
             if not self._fill():
                 return None
+
+
+def _records(parser: _RecordParser, offset: int | None) -> Iterator[WarcRecord | ReadIssue]:
+    """Records of one stream; after a malformed record, reading resumes at the next record start."""
+    while True:
+        try:
+            record = parser.next_record(offset)
+        except _Malformed as exc:
+            yield ReadIssue(exc.position if offset is None else offset, "malformed_record", str(exc))
+            if parser.resync(exc.consumed) is None:
+                return
+            continue
+        if record is None:
+            return
+        yield record
 
 
 def _parse_header_lines(lines: list[str]) -> dict[str, str]:
@@ -257,44 +298,48 @@ def iter_records(
 
 
 def _iter_gzip(f, start, end, max_record_bytes):
-    src = _Source(f, start)
-    if start == 0 and _find_member(src, 0, 1) != 0:
+    src = _Source(f, 0)
+    first = 0 if _find_member(src, 0, 1) == 0 else None
+    if start == 0 and first is None:
         yield ReadIssue(0, "not_warc", "the first gzip member does not decompress to a WARC record")
-        pos = _find_member(src, 1, end)
+    sync = max(0, start - SYNC_BEFORE)
+    if sync == 0:  # walk the chain from the start of the file, as the first shard does
+        pos = first if first is not None else _find_member(src, 1, end)
     else:
-        pos = start if start == 0 else _find_member(src, start, end)
+        pos = _find_member(src, sync, end)
     while pos is not None and (end is None or pos < end):
+        mine = pos >= start  # members before the range are walked (to find the chain), not read
         src.seek(pos)
         member = _Member(src)
-        parser = _RecordParser(member, 0, max_record_bytes)
         try:
-            while (record := parser.next_record(member.offset)) is not None:
-                record.truncated = record.truncated or member.truncated
-                yield record
+            if mine:
+                for item in _records(_RecordParser(member, 0, max_record_bytes), member.offset):
+                    if isinstance(item, WarcRecord):
+                        item.truncated = item.truncated or member.truncated
+                    yield item
+            while member.read():
+                pass
         except _CorruptMember as exc:
-            yield ReadIssue(member.offset, "corrupt_gzip_member", exc.args[0])
+            if mine:
+                yield ReadIssue(member.offset, "corrupt_gzip_member", exc.args[0])
             pos = _find_member(src, member.offset + 1, end)
             continue
-        except _Malformed as exc:
-            yield ReadIssue(member.offset, "malformed_record", exc.args[0])
-            try:
-                while member.read():
-                    pass
-            except _CorruptMember:
-                pos = _find_member(src, member.offset + 1, end)
-                continue
         if member.truncated:
-            yield ReadIssue(member.offset, "truncated_gzip_member", "the file ends inside this gzip member")
+            if mine:
+                yield ReadIssue(member.offset, "truncated_gzip_member", "the file ends inside this gzip member")
             return
         nxt = src.read()
+        while 0 < len(nxt) < len(GZIP_MAGIC) and (more := src.read()):
+            nxt += more
         if not nxt:
             return
         src.unread(nxt)
         pos = src.pos
         if not nxt.startswith(GZIP_MAGIC):
             found = _find_member(src, pos, end)
-            skipped = "to the end of the range" if found is None else f"{found - pos} bytes"
-            yield ReadIssue(pos, "garbage_between_members", f"skipped {skipped}")
+            if pos >= start:
+                skipped = "to the end of the range" if found is None else f"{found - pos} bytes"
+                yield ReadIssue(pos, "garbage_between_members", f"skipped {skipped}")
             pos = found
 
 
@@ -325,23 +370,12 @@ def _find_member(src: _Source, pos: int, end: int | None) -> int | None:
 
 def _starts_warc(data: bytes) -> bool:
     try:
-        out = zlib.decompressobj(31).decompress(data[: 1 << 14], 8)
+        out = zlib.decompressobj(31).decompress(data[: 1 << 14], 64)
     except zlib.error:
         return False
-    return out.startswith(b"WARC/")
+    return out.lstrip(b"\r\n").startswith(b"WARC/")
 
 
 def _iter_plain(f: BinaryIO, max_record_bytes: int) -> Iterator[WarcRecord | ReadIssue]:
     f.seek(0)
-    parser = _RecordParser(_PlainStream(f), 0, max_record_bytes)
-    while True:
-        try:
-            record = parser.next_record(None)
-        except _Malformed as exc:
-            yield ReadIssue(parser._pos, "malformed_record", exc.args[0])
-            if parser.resync() is None:
-                return
-            continue
-        if record is None:
-            return
-        yield record
+    yield from _records(_RecordParser(_PlainStream(f), 0, max_record_bytes), None)

@@ -49,6 +49,7 @@ class RunDir:
     def done_shards(self, stage: str) -> set[str]:
         """Shards of ``stage`` whose statistics (the completion marker) exist: one listing, not one call each."""
         folder = self.path(stage, "stats")
+        self.fs.invalidate_cache(folder)  # object stores cache listings: shards finish while we run
         if not self.fs.exists(folder):
             return set()
         names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))

@@ -125,7 +125,8 @@ def _execute(run: RunDir, workflow: Workflow, todo: list, *, total: int, progres
                 try:
                     summary = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a failed shard must not stop the others
-                    failures.append((shard.id, f"{type(exc).__name__}: {exc}"))
+                    cause = getattr(exc, "cause", None) or exc  # a RayTaskError wraps the task's own exception
+                    failures.append((shard.id, f"{type(cause).__name__}: {cause}"))
                     log.error("shard %s (%s) failed: %s", shard.id, shard.path, exc)
                     continue
                 first, last = summary.get(workflow.stages[0].name), summary.get(workflow.stages[-1].name)

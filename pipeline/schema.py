@@ -55,6 +55,16 @@ class ByteSize(int):
         return cls(int(float(m.group(1)) * cls._UNITS[m.group(2).lower()]))
 
 
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_name(value: Any, *, file: str, key: str) -> str:
+    """A stage or filter name: it names folders and prefixes drop reasons, so letters, digits, '-', '_'."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ConfigError(file, key, f"expected a name of letters, digits, '-' or '_', got {describe(value)}")
+    return value
+
+
 def describe(value: Any) -> str:
     """A short rendering of a TOML value for error messages."""
     text = repr(value)

@@ -9,6 +9,7 @@ test can call it directly.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -22,7 +23,7 @@ from filters.warc import ReadIssue, iter_records
 from pipeline.docio import annotation_fields, document_schema, read_documents, write_documents
 from pipeline.inputs import Shard
 from pipeline.rundir import RunDir, open_input
-from pipeline.schema import ConfigError, build
+from pipeline.schema import ConfigError, build, check_name
 from pipeline.stats import StageStats
 
 log = logging.getLogger("refinery")
@@ -148,8 +149,15 @@ class FilterStage(Stage):
                 raise ConfigError(
                     file, f"{entry_key}.kind", f"unknown filter {kind!r}; expected one of: {', '.join(sorted(FILTERS))}"
                 )
-            filt = build(FILTERS[kind], entry, file=file, key=entry_key, skip=("kind", "name"))
-            steps.append(Step(entry.get("name", kind), filt))
+            name = check_name(entry.get("name", kind), file=file, key=f"{entry_key}.name")
+            filt = build(
+                FILTERS[kind],
+                _resolve_paths(FILTERS[kind], entry, file),
+                file=file,
+                key=entry_key,
+                skip=("kind", "name"),
+            )
+            steps.append(Step(name, filt))
         names = [s.name for s in steps]
         for i, name in enumerate(names):
             if names.index(name) != i:
@@ -203,6 +211,16 @@ class FilterStage(Stage):
             return "error"
 
 
+def _resolve_paths(cls: type[Filter], entry: dict, file: str) -> dict:
+    """The entry with the filter's local file parameters made absolute, relative to the workflow file."""
+    entry = dict(entry)
+    for name in cls.path_params:
+        value = entry.get(name)
+        if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
+            entry[name] = os.path.join(os.path.dirname(os.path.abspath(file)), value)
+    return entry
+
+
 STAGE_KINDS: dict[str, type[Stage]] = {cls.kind: cls for cls in (ExtractStage, FilterStage)}
 
 
@@ -221,6 +239,10 @@ def process_shard(ctx: ShardContext, stages: list[Stage], done: list[bool]) -> d
     Returns a small summary (documents in and kept per stage) for progress display.
     """
     run, shard = ctx.run, ctx.shard
+    done = list(done)
+    for i in range(len(stages) - 1, 0, -1):  # a stage to run needs its input: redo the stage before if it is gone
+        if not done[i] and done[i - 1] and not run.exists(run.kept(stages[i - 1].name, shard.id)):
+            done[i - 1] = False
     fields = output_fields(stages)
     docs: list[dict] | None = None
     summary = {}

@@ -32,7 +32,7 @@ from typing import Literal
 
 from filters.base import ParamError
 from pipeline.inputs import InputFile, NoInputError, expand_inputs
-from pipeline.schema import ByteSize, ConfigError, build, describe
+from pipeline.schema import ByteSize, ConfigError, build, check_name, describe
 from pipeline.stages import STAGE_KINDS, ExtractStage, Stage
 
 
@@ -56,8 +56,9 @@ class InputConfig:
     def __post_init__(self):
         if not self.paths:
             raise ParamError("paths", "expected at least one path or glob")
-        if self.split_bytes < 1 << 16:
-            raise ParamError("split_bytes", f"expected at least 64KiB, got {int(self.split_bytes)}")
+        for name in ("split_bytes", "max_record_bytes"):
+            if getattr(self, name) < 1 << 16:
+                raise ParamError(name, f"expected at least 64KiB, got {int(getattr(self, name))}")
 
 
 @dataclass
@@ -139,9 +140,7 @@ def _stages(entries, path: str) -> list[Stage]:
             raise ConfigError(
                 path, f"{key}.kind", f"unknown stage kind {kind!r}; expected one of: {', '.join(sorted(STAGE_KINDS))}"
             )
-        name = entry.get("name", kind)
-        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(path, f"{key}.name", f"expected a name of letters, digits, '-' or '_', got {name!r}")
+        name = check_name(entry.get("name", kind), file=path, key=f"{key}.name")
         if any(s.name == name for s in stages):
             raise ConfigError(path, f"{key}.name", f"a stage named {name!r} comes earlier; names must be unique")
         stage = STAGE_KINDS[kind].from_table(entry, file=path, key=key)

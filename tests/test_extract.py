@@ -160,3 +160,51 @@ def test_undecodable_bytes_in_declared_utf8_become_replacement_characters():
     assert reason is None
     assert doc["text"].startswith("café \ufffd") and "ok" in doc["text"]
     assert (doc["charset"], doc["charset_source"]) == ("utf-8", "http")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_a_decompression_bomb_is_cut_at_the_payload_limit(encoding):
+    import brotli
+
+    from filters.http import parse_http_response
+
+    zeros = b"\0" * (256 << 20)
+    body = gzip.compress(zeros, compresslevel=9) if encoding == "gzip" else brotli.compress(zeros, quality=5)
+    assert len(body) < 1 << 19  # 256 MiB from under 512 KiB
+    block = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: " + encoding.encode() + b"\r\n\r\n" + body
+    response = parse_http_response(block, max_body_bytes=1 << 20)
+    assert response.body_too_large and len(response.body) == (1 << 20) + 1
+    [(doc, reason)] = extract_all(write_warc(None, [response_record(block)]))
+    assert reason == "payload_too_large"
+
+
+def response_record(block: bytes) -> dict:
+    """A record whose HTTP block is given raw (warcio would rewrite our Content-Encoding)."""
+    head, _, body = block.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = [tuple(line.split(": ", 1)) for line in lines[1:]]
+    return {"url": "http://bomb.example/", "body": body, "status": lines[0].split(" ", 1)[1], "headers": headers}
+
+
+def test_a_cut_off_chunked_body_keeps_its_text_without_chunk_sizes():
+    from filters.http import parse_http_response
+
+    block = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc8\r\n<html><body><p>" + b"a" * 50
+    response = parse_http_response(block)
+    assert response.body == b"<html><body><p>" + b"a" * 50
+
+
+def test_pathologically_deep_markup_is_skipped_and_flat_markup_is_not():
+    deep = b"<html><body>" + b"<div>x" * 20_000 + b"</body></html>"
+    paragraphs = b"<html><body>" + b"<p>word " * 20_000 + b"</body></html>"
+    results = extract_all(
+        write_warc(None, [response("http://deep.example/", deep), response("http://flat.example/", paragraphs)])
+    )
+    assert [reason for _, reason in results] == ["nesting_too_deep", None]
+    shallow = extract_all(write_warc(None, [response("http://deep.example/", deep)]), main_content=False)
+    assert shallow[0][1] is None  # full-text extraction is linear: no limit needed
+
+
+def test_a_utf16_label_on_bytes_without_nuls_is_ignored():
+    text, charset, source = decode_html(b"<html><body>plain ascii page</body></html>", "utf-16")
+    assert "plain ascii page" in text and source == "detected"

@@ -124,6 +124,17 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, reference):
     }
 
 
+def test_a_lost_input_of_a_stage_is_recomputed(tmp_path, reference):
+    """The extract stage of a shard is marked done but its kept file is gone: the rerun redoes it."""
+    _, _, ref_snap = reference
+    _, run_dir = run(tmp_path)
+    os.remove(f"{run_dir}/extract/kept/000003-0000.parquet")
+    os.remove(f"{run_dir}/quality/stats/000003-0000.json")
+    stats, _ = run(tmp_path)
+    assert stats["run"]["complete"]
+    assert snapshot(run_dir)["files"] == ref_snap["files"]
+
+
 def test_the_result_does_not_depend_on_how_files_are_split(tmp_path, reference):
     _, _, ref_snap = reference
     workflow = load_workflow(DEMO)

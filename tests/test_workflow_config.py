@@ -117,3 +117,12 @@ def test_shipped_workflows_are_valid(capsys):
 @pytest.mark.parametrize("text, value", [(123, 123), ("64MiB", 64 << 20), ("1.5GB", 1_500_000_000), ("512k", 512_000)])
 def test_byte_sizes(text, value):
     assert ByteSize.parse(text) == value
+
+
+def test_model_paths_are_relative_to_the_workflow_file(tmp_path):
+    import shutil
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(ROOT / "filters/models/lid.176.ftz", tmp_path / "models/my-lid.ftz")
+    wf = load_workflow(str(write(tmp_path, GOOD.replace("threshold = 0.5", 'model = "models/my-lid.ftz"'))))
+    assert wf.stages[1].steps[0].filter.model == str(tmp_path / "models/my-lid.ftz")
