@@ -88,8 +88,7 @@ class HtmlExtractor:
         if _looks_binary(body):
             return doc, "binary_payload"
         html, doc["charset"], doc["charset_source"] = decode_html(body, response.charset)
-        limit = self.max_nesting_depth
-        if self.main_content and html.count("<") > limit and nesting_exceeds(html, limit):  # cheap test first
+        if self.main_content and nesting_exceeds(html, self.max_nesting_depth):
             return doc, "nesting_too_deep"
         try:
             text = extract_plain_text(
@@ -116,19 +115,19 @@ _FLAT_ELEMENTS = frozenset(
     "area base br col embed hr img input link meta param source track wbr keygen command "
     "p li dt dd tr td th option optgroup rb rt rtc rp thead tbody tfoot colgroup caption".split()
 )
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
+_TAG = re.compile(r"<(/?[A-Za-z][A-Za-z0-9]*)")
 
 
 def nesting_exceeds(html: str, limit: int) -> bool:
     """True when the element nesting of ``html`` (estimated from its tags) goes deeper than ``limit``."""
+    if html.count("<") - html.count("</") - html.count("<!") <= limit:
+        return False  # fewer opening tags than the limit: cannot nest deeper
     depth = 0
-    for m in _TAG.finditer(html):
-        closing, name, self_closing = m.groups()
-        if self_closing or name.lower() in _FLAT_ELEMENTS:
-            continue
-        if closing:
-            depth = max(depth - 1, 0)
-        else:
+    for tag in _TAG.findall(html):
+        if tag[0] == "/":
+            if depth and tag[1:].lower() not in _FLAT_ELEMENTS:
+                depth -= 1
+        elif tag.lower() not in _FLAT_ELEMENTS:
             depth += 1
             if depth > limit:
                 return True
