@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the merged statistics as JSON")
     p.set_defaults(func=_stats)
 
-    p = sub.add_parser("sample", help="print documents dropped for one reason")
+    p = sub.add_parser("sample", help="print documents dropped for one reason, or the members of a dedup cluster")
     p.add_argument("run", help="a run directory (runs/<name>) or its URL")
-    p.add_argument("--reason", required=True, help="a drop reason as `refinery stats` prints it")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--reason", help="a drop reason as `refinery stats` prints it")
+    which.add_argument("--cluster", help="a dedup cluster id (its surviving document's id): members side by side")
     p.add_argument("-n", type=int, default=5, help="how many documents (default 5)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--chars", type=int, default=800, help="characters of text to show per document (default 800)")
@@ -104,6 +106,8 @@ def _sample(args) -> int:
     from pipeline.funnel import known_reasons, load_stats, sample_rejected
 
     run = _open_run(args.run)
+    if args.cluster:
+        return _show_cluster(run, args.cluster, args.n, args.chars)
     reasons = known_reasons(load_stats(run))
     if args.reason not in reasons:
         print(
@@ -122,6 +126,21 @@ def _sample(args) -> int:
         if doc.get("detail"):
             print(f"    detail: {doc['detail']}")
         print(shown or "    (no text)")
+    return 0
+
+
+def _show_cluster(run, cluster: str, n: int, chars: int) -> int:
+    from pipeline.funnel import cluster_members, side_by_side
+
+    members = cluster_members(run, cluster)
+    if not members:
+        print(f"error: no dedup cluster {cluster!r} in this run (`refinery stats` lists the largest)", file=sys.stderr)
+        return EXIT_CONFIG
+    survivor = members[0]
+    print(f"cluster {cluster}: {len(members)} documents; kept: {survivor['id']} ({survivor.get('url')})")
+    for other in members[1 : n + 1]:
+        print(f"\n--- kept {survivor['id']}  |  {other['outcome']} {other['id']} ({other.get('url')})")
+        print(side_by_side(survivor["text"][:chars], other["text"][:chars]))
     return 0
 
 

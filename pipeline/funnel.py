@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import random
+import textwrap
 
 import pyarrow.parquet as pq
 
@@ -32,10 +33,14 @@ def render_funnel(stats: dict) -> str:
     header = f"{'':44}{'docs':>12}{'%':>9}{'bytes':>12}".rstrip()
     for stage in stats["stages"]:
         n_in = stage.get("docs_in", 0)
+        timing = (
+            f"{stage['timing']['wall_s']:.1f} s wall"
+            if "timing" in stage
+            else f"{stage.get('elapsed_s', 0):.1f} s of work"
+        )
         lines += [
             "",
-            f"{stage['stage']} ({stage['kind']}, {stage['shards_done']}/{info['shards']} shards, "
-            f"{stage.get('elapsed_s', 0):.1f} s of work)",
+            f"{stage['stage']} ({stage['kind']}, {stage['shards_done']}/{info['shards']} shards, {timing})",
             header,
         ]
         lines.append(_row("documents in", n_in, None, stage.get("bytes_in", 0)))
@@ -55,6 +60,15 @@ def render_funnel(stats: dict) -> str:
         lines.append(
             _row("kept", stage.get("docs_kept", 0), _pct(stage.get("docs_kept", 0), n_in), stage.get("bytes_kept", 0))
         )
+        if stage.get("events"):
+            lines.append("  events: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stage["events"].items())))
+        if stage.get("clusters"):
+            c = stage["clusters"]
+            keys = [k for k in ("candidate_pairs", "verified_pairs") if k in c]
+            pairs = "".join(f", {k.replace('_', ' ')} {c[k]:,}" for k in keys)
+            lines.append(f"  clusters: {c['clusters']:,} holding {c['documents_in_clusters']:,} documents{pairs}")
+            for big in c["largest"][:5]:
+                lines.append(f"    {big['size']:>6,} documents  refinery sample RUN --cluster '{big['cluster']}'")
         if stage.get("records"):
             lines.append("  WARC records: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stage["records"].items())))
         if stage.get("read_issues"):
@@ -134,6 +148,37 @@ def sample_rejected(run: RunDir, reason: str, n: int, seed: int = 0) -> list[dic
                     if j < n:
                         chosen[j] = row
     return chosen
+
+
+def cluster_members(run: RunDir, cluster: str) -> list[dict]:
+    """Every document of a dedup cluster (its id is the surviving document's id), survivor first."""
+    members = []
+    for stage in run.read_json(run.path("workflow.json"))["stages"]:
+        column = f"{stage['kind']}_cluster"
+        for outcome in ("kept", "rejected"):
+            folder = run.path(stage["name"], outcome)
+            if not run.fs.exists(folder):
+                continue
+            for path in sorted(p for p in run.fs.ls(folder, detail=False) if p.endswith(".parquet")):
+                with run.open(path) as f:
+                    if column not in pq.read_schema(f).names:
+                        break  # not a clustering stage
+                    f.seek(0)
+                    table = pq.read_table(f, filters=[(column, "=", cluster)])
+                members += [{**row, "stage": stage["name"], "outcome": outcome} for row in table.to_pylist()]
+    return sorted(members, key=lambda m: (m["outcome"] != "kept", m["stage"], m["id"]))
+
+
+def side_by_side(left: str, right: str, width: int = 100, rows: int = 40) -> str:
+    """Two texts in two columns, line by line, for comparing near-duplicates in a terminal."""
+    half = (width - 3) // 2
+    a = [chunk for line in left.splitlines() for chunk in textwrap.wrap(line, half) or [""]]
+    b = [chunk for line in right.splitlines() for chunk in textwrap.wrap(line, half) or [""]]
+    out = []
+    for i in range(min(max(len(a), len(b)), rows)):
+        x, y = (a[i] if i < len(a) else ""), (b[i] if i < len(b) else "")
+        out.append(f"{x:<{half}} {'|' if x == y else '*'} {y}")
+    return "\n".join(out)
 
 
 def known_reasons(stats: dict) -> list[str]:

@@ -1,4 +1,5 @@
-"""Run a workflow on Ray: one task per shard (the shard's chain of stages), resumable, with a progress bar.
+"""Run a workflow on Ray, resumably, with progress bars: consecutive per-shard stages run as one task per
+shard; a global stage (deduplication) runs its phases over all shards once the stage before it is done.
 
 Without an address a local Ray starts; with ``--address`` or ``RAY_ADDRESS`` (set for you under
 ``ray job submit``) the run uses that cluster. A shard whose worker dies is retried by Ray; a shard that
@@ -15,21 +16,17 @@ import time
 from importlib import metadata
 
 import ray
-from tqdm import tqdm
 
+from pipeline.dedup import GlobalContext, GlobalStage
+from pipeline.executor import Executor, RayExecutor, RunFailed  # noqa: F401 - RunFailed is part of this API
 from pipeline.inputs import Shard, plan_shards
 from pipeline.rundir import RunDir
 from pipeline.schema import ConfigError
-from pipeline.stages import ShardContext, process_shard
+from pipeline.stages import ShardContext, Stage, output_fields, process_shard
 from pipeline.stats import merge
 from pipeline.workflow import Workflow
 
 log = logging.getLogger("refinery")
-TASK_RETRIES = 3
-
-
-class RunFailed(Exception):
-    """Some shards failed for good; the others are complete, and a rerun resumes."""
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -52,24 +49,49 @@ def run_workflow(
     restart: bool = False,
     num_cpus: int | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> dict:
-    """Run (or resume) ``workflow``; returns the merged statistics, also written to ``<run>/stats.json``."""
+    """Run (or resume) ``workflow``; returns the merged statistics, also written to ``<run>/stats.json``.
+    Tasks run on Ray unless an ``executor`` is given (e.g. :class:`~pipeline.executor.LocalExecutor`)."""
     run = RunDir(workflow.run_dir(output))
     if restart:
         run.remove()
     plan = plan_shards(workflow.input_files, workflow.input.split_bytes)
     _record_workflow(run, workflow, plan)
-    done = [run.done_shards(stage.name) for stage in workflow.stages]
-    todo = [(shard, [shard.id in d for d in done]) for shard in plan]
-    todo = [(shard, flags) for shard, flags in todo if not all(flags)]
     started = time.time()
-    if todo:
-        connect(address, num_cpus)
-        _execute(run, workflow, todo, total=len(plan), progress=progress)
+    fields = output_fields(workflow.stages)
+    upstream = None
+    position = 0
+    for segment in _segments(workflow.stages):
+        indexes = range(position, position + len(segment))
+        done = [run.done_shards(stage.name) for stage in segment]
+        if any(len(d) < len(plan) for d in done):
+            if executor is None:
+                connect(address, num_cpus)
+                executor = RayExecutor(progress)
+            if isinstance(segment[0], GlobalStage):
+                began = time.perf_counter()
+                segment[0].run_global(GlobalContext(run, plan, upstream, executor, fields[position]))
+                run.write_json(run.path(segment[0].name, "timing.json"), {"wall_s": time.perf_counter() - began})
+            else:
+                _run_shards(run, workflow, plan, segment, done, upstream, [fields[i] for i in indexes], executor)
+        upstream = segment[-1].name
+        position += len(segment)
     stats = collect_stats(run)
     stats["run"]["wall_s"] = round(time.time() - started, 3)
     run.write_json(run.path("stats.json"), stats)
     return stats
+
+
+def _segments(stages: list[Stage]) -> list[list[Stage]]:
+    """Consecutive per-shard stages run together in one task per shard; a global stage runs alone."""
+    segments: list[list[Stage]] = []
+    for stage in stages:
+        if isinstance(stage, GlobalStage) or not segments or isinstance(segments[-1][0], GlobalStage):
+            segments.append([stage])
+        else:
+            segments[-1].append(stage)
+    return segments
 
 
 def _record_workflow(run: RunDir, workflow: Workflow, plan: list[Shard]) -> None:
@@ -96,60 +118,34 @@ def _record_workflow(run: RunDir, workflow: Workflow, plan: list[Shard]) -> None
     run.write_json(path, record)
 
 
-def _execute(run: RunDir, workflow: Workflow, todo: list, *, total: int, progress: bool) -> None:
-    task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=[OSError])(_shard_task)
-    stages_ref = ray.put(workflow.stages)
-    window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-    pending: dict = {}
-    failures: list[tuple[str, str]] = []
-    queue = list(reversed(todo))
+def _run_shards(run, workflow, plan, segment, done, upstream, fields, executor) -> None:
+    """One task per shard that has a stage of ``segment`` left to do."""
+    todo = [(shard, [shard.id in d for d in done]) for shard in plan]
+    todo = [(shard, flags) for shard, flags in todo if not all(flags)]
     totals = [0, 0]
-    bar = tqdm(
-        total=total,
-        initial=total - len(todo),
-        unit="shard",
-        desc=workflow.run.name,
-        disable=not progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
+
+    def show(summary: dict, bar) -> None:
+        first, last = summary.get(segment[0].name), summary.get(segment[-1].name)
+        totals[0] += first[0] if first else 0
+        totals[1] += last[1] if last else 0
+        bar.set_postfix_str(f"docs {totals[0]:,} in, {totals[1]:,} kept", refresh=False)
+
+    max_record = int(workflow.input.max_record_bytes)
+    calls = [(ShardContext(run, shard, workflow.run.on_error, max_record), flags) for shard, flags in todo]
+    executor.map(
+        _shard_task,
+        calls,
+        shared=(segment, upstream, fields),
+        total=len(plan),
+        desc=f"{workflow.run.name}: {', '.join(s.name for s in segment)}",
+        labels=[f"shard {shard.id} ({shard.path})" for shard, _ in todo],
+        on_result=show,
     )
-    with bar:
-        while queue or pending:
-            while queue and len(pending) < window:
-                shard, done = queue.pop()
-                ctx = ShardContext(run, shard, workflow.run.on_error, int(workflow.input.max_record_bytes))
-                pending[task.remote(ctx, stages_ref, done)] = shard
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                shard = pending.pop(ref)
-                try:
-                    summary = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - a failed shard must not stop the others
-                    cause = getattr(exc, "cause", None) or exc  # a RayTaskError wraps the task's own exception
-                    failures.append((shard.id, f"{type(cause).__name__}: {cause}"))
-                    log.error("shard %s (%s) failed: %s", shard.id, shard.path, exc)
-                    continue
-                first, last = summary.get(workflow.stages[0].name), summary.get(workflow.stages[-1].name)
-                totals[0] += first[0] if first else 0
-                totals[1] += last[1] if last else 0
-                bar.set_postfix_str(f"docs {totals[0]:,} in, {totals[1]:,} kept", refresh=False)
-                bar.update(1)
-    if failures:
-        listing = "; ".join(f"{sid}: {err.splitlines()[0][:200]}" for sid, err in failures[:5])
-        raise RunFailed(
-            f"{len(failures)} of {total} shards failed ({listing}). Finished shards are kept: "
-            "rerun the same command to redo only the failed ones."
-        )
 
 
-def _shard_task(ctx: ShardContext, stages, done: list[bool]) -> dict:
-    logger = logging.getLogger("refinery")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("refinery %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
-    return process_shard(ctx, stages, done)
+def _shard_task(shared, ctx: ShardContext, done: list[bool]) -> dict:
+    segment, upstream, fields = shared
+    return process_shard(ctx, segment, done, upstream, fields)
 
 
 def collect_stats(run: RunDir) -> dict:
@@ -162,6 +158,9 @@ def collect_stats(run: RunDir) -> dict:
         parts = [json.loads(data) for data in run.fs.cat(paths).values()] if paths else []
         merged = merge(parts) if parts else {"stage": stage["name"], "kind": stage["kind"], "shards": []}
         merged["shards_done"] = len(merged.pop("shards"))
+        for extra, key in (("clusters.json", "clusters"), ("timing.json", "timing")):
+            if run.exists(run.path(stage["name"], extra)):
+                merged[key] = run.read_json(run.path(stage["name"], extra))
         stages.append(merged)
     complete = all(s["shards_done"] == len(shard_ids) for s in stages)
     return {

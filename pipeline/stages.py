@@ -48,8 +48,8 @@ class Stage:
     kind: ClassVar[str]
     name: str
 
-    def filters(self) -> list[Filter]:
-        """The filters whose annotations this stage adds to documents."""
+    def columns(self) -> list[pa.Field]:
+        """The annotation columns this stage adds to documents."""
         return []
 
     def run(self, ctx: ShardContext, docs: list[dict] | None) -> tuple[list[dict], list[dict], StageStats]:
@@ -166,8 +166,8 @@ class FilterStage(Stage):
                 )
         return cls(name=table.get("name", cls.kind), steps=steps)
 
-    def filters(self):
-        return [s.filter for s in self.steps]
+    def columns(self):
+        return annotation_fields([s.filter for s in self.steps])
 
     def run(self, ctx, docs):
         stats = StageStats(self.name, self.kind, ctx.shard.id, [s.name for s in self.steps])
@@ -221,37 +221,44 @@ def _resolve_paths(cls: type[Filter], entry: dict, file: str) -> dict:
     return entry
 
 
-STAGE_KINDS: dict[str, type[Stage]] = {cls.kind: cls for cls in (ExtractStage, FilterStage)}
-
-
 def output_fields(stages: list[Stage]) -> list[list[pa.Field]]:
-    """For each stage, the annotation columns of its outputs: those of every filter up to and including it."""
-    out, filters = [], []
+    """For each stage, the annotation columns of its outputs: those of every stage up to and including it."""
+    out: list[list[pa.Field]] = []
+    columns: dict[str, pa.Field] = {}
     for stage in stages:
-        filters += stage.filters()
-        out.append(annotation_fields(filters))
+        columns.update((f.name, f) for f in stage.columns())
+        out.append(list(columns.values()))
     return out
 
 
-def process_shard(ctx: ShardContext, stages: list[Stage], done: list[bool]) -> dict:
+def process_shard(
+    ctx: ShardContext,
+    stages: list[Stage],
+    done: list[bool],
+    upstream: str | None = None,
+    fields: list[list[pa.Field]] | None = None,
+) -> dict:
     """Run ``stages`` on one shard, skipping those marked ``done``; write kept, rejected, then stats.
+    The first stage reads the kept documents of ``upstream`` (None: the first stage reads WARC input);
+    ``fields`` are the output columns per stage (default: from these stages alone).
 
     Returns a small summary (documents in and kept per stage) for progress display.
     """
     run, shard = ctx.run, ctx.shard
+    fields = fields or output_fields(stages)
     done = list(done)
     for i in range(len(stages) - 1, 0, -1):  # a stage to run needs its input: redo the stage before if it is gone
         if not done[i] and done[i - 1] and not run.exists(run.kept(stages[i - 1].name, shard.id)):
             done[i - 1] = False
-    fields = output_fields(stages)
     docs: list[dict] | None = None
     summary = {}
     for i, stage in enumerate(stages):
         if done[i]:
             docs = None
             continue
-        if docs is None and i > 0:
-            docs = read_documents(run, run.kept(stages[i - 1].name, shard.id))
+        source = stages[i - 1].name if i > 0 else upstream
+        if docs is None and source is not None:
+            docs = read_documents(run, run.kept(source, shard.id))
         started = time.perf_counter()
         kept, rejected, stats = stage.run(ctx, docs)
         stats.elapsed_s = time.perf_counter() - started

@@ -62,6 +62,7 @@ class StageStats:
         }
         self.labels: dict[str, Counter] = {}
         self.records: Counter = Counter()
+        self.events: Counter = Counter()  # stage-level counts finer than documents (lines removed...)
         self.read_issues: Counter = Counter()
         self.issue_samples: list[dict] = []
         self.elapsed_s = 0.0
@@ -113,6 +114,7 @@ class StageStats:
             "histograms": {k: h.to_json() for k, h in self.histograms.items()},
             "labels": {k: dict(c) for k, c in self.labels.items()},
             "records": dict(self.records),
+            "events": dict(self.events),
             "read_issues": dict(self.read_issues),
             "issue_samples": self.issue_samples,
             "elapsed_s": self.elapsed_s,
@@ -127,8 +129,8 @@ def merge(parts: list[dict]) -> dict:
     out: dict[str, Any] = {"stage": parts[0]["stage"], "kind": parts[0]["kind"], "shards": []}
     for key in ("docs_in", "bytes_in", "docs_kept", "bytes_kept", "elapsed_s"):
         out[key] = sum(p[key] for p in parts)
-    for key in ("dropped", "records", "read_issues"):
-        out[key] = _sum_counters(p[key] for p in parts)
+    for key in ("dropped", "records", "events", "read_issues"):
+        out[key] = _sum_counters(p.get(key, {}) for p in parts)
     out["shards"] = [s for p in parts for s in p["shards"]]
     steps: dict[str, dict] = {}  # in pipeline order
     for p in parts:

@@ -31,9 +31,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from filters.base import ParamError
+from pipeline.dedup_exact import ExactDedupStage, LineDedupStage
+from pipeline.dedup_minhash import MinHashDedupStage
 from pipeline.inputs import InputFile, NoInputError, expand_inputs
 from pipeline.schema import ByteSize, ConfigError, build, check_name, describe
-from pipeline.stages import STAGE_KINDS, ExtractStage, Stage
+from pipeline.stages import ExtractStage, FilterStage, Stage
+
+STAGE_KINDS: dict[str, type[Stage]] = {
+    cls.kind: cls for cls in (ExtractStage, FilterStage, ExactDedupStage, LineDedupStage, MinHashDedupStage)
+}
 
 
 @dataclass(kw_only=True)

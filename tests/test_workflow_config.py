@@ -126,3 +126,58 @@ def test_model_paths_are_relative_to_the_workflow_file(tmp_path):
     shutil.copy(ROOT / "filters/models/lid.176.ftz", tmp_path / "models/my-lid.ftz")
     wf = load_workflow(str(write(tmp_path, GOOD.replace("threshold = 0.5", 'model = "models/my-lid.ftz"'))))
     assert wf.stages[1].steps[0].filter.model == str(tmp_path / "models/my-lid.ftz")
+
+
+DEDUP = (
+    GOOD
+    + """
+[[stages]]
+kind = "minhash_dedup"
+num_hashes = 112
+num_bands = 14
+"""
+)
+
+
+@pytest.mark.parametrize(
+    "change, key, expected",
+    [
+        (("num_bands = 14", "num_bands = 15"), "stages[2].num_hashes", "must be a multiple of num_bands (15)"),
+        (("num_bands = 14", "num_bands = 14\nthreshold = 0"), "stages[2].threshold", "must be in (0, 1]"),
+        (("num_bands = 14", "num_bands = 14\nverify = 1"), "stages[2].verify", "expected true or false"),
+        (
+            ("num_bands = 14", "num_bands = 14\nbands = 3"),
+            "stages[2].bands",
+            "unknown key; expected one of: docs_per_partition, max_bucket_pairs",
+        ),
+        (
+            (
+                'kind = "minhash_dedup"\nnum_hashes = 112\nnum_bands = 14',
+                'kind = "line_dedup"\nkeep_blank_lines = "no"',
+            ),
+            "stages[2].keep_blank_lines",
+            "expected true or false",
+        ),
+        (
+            (
+                'kind = "minhash_dedup"\nnum_hashes = 112\nnum_bands = 14',
+                'kind = "exact_dedup"\ndocs_per_partition = 0',
+            ),
+            "stages[2].docs_per_partition",
+            "must be >= 1",
+        ),
+    ],
+)
+def test_malformed_dedup_stages_are_refused(tmp_path, change, key, expected):
+    old, new = change
+    assert old in DEDUP
+    path = write(tmp_path, DEDUP.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load_workflow(str(path))
+    assert err.value.key == key
+    assert expected in str(err.value)
+
+
+def test_a_good_dedup_workflow_loads(tmp_path):
+    wf = load_workflow(str(write(tmp_path, DEDUP)))
+    assert wf.stages[2].options.rows_per_band == 8

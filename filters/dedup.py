@@ -1,0 +1,114 @@
+"""Deduplication primitives, per document and engine-free: normalisation, shingles, MinHash signatures
+(datasketch, 64-bit scheme), LSH band keys, exact Jaccard, content hashes.
+
+The pipeline (``pipeline/dedup*.py``) shuffles what these produce between workers; everything here is a
+pure function of one document, so the same text always gives the same keys on any machine.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+import xxhash
+from datasketch import MinHash
+
+from filters.base import require
+
+_PUNCTUATION = re.compile(r"[^\w\s]|_")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Text as dedup compares it: NFD with accents removed, lower case, punctuation removed, whitespace
+    collapsed to single spaces."""
+    text = unicodedata.normalize("NFD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = _PUNCTUATION.sub(" ", text.lower())
+    return _SPACES.sub(" ", text).strip()
+
+
+def hash64(data: str | bytes) -> int:
+    """A 64-bit hash, the same in every process (xxh3)."""
+    return xxhash.xxh3_64_intdigest(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
+
+
+def shingles(text: str, n: int) -> list[bytes]:
+    """Word n-grams of the normalised text (a shorter text is one shingle of all its words)."""
+    words = normalize(text).split()
+    if len(words) <= n:
+        return [" ".join(words).encode()] if words else []
+    return [" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)]
+
+
+def shingle_set(text: str, n: int) -> np.ndarray:
+    """Sorted unique 64-bit hashes of the word n-grams: a set for exact Jaccard."""
+    return np.unique(np.fromiter(map(hash64, shingles(text, n)), dtype=np.uint64))
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sorted unique arrays (1.0 for two empty sets)."""
+    if not len(a) and not len(b):
+        return 1.0
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (len(a) + len(b) - common)
+
+
+@dataclass(kw_only=True)
+class MinHashParams:
+    """MinHash LSH settings. Defaults follow FineWeb: 5-word shingles, 112 hashes in 14 bands of 8 rows,
+    64-bit hashes.
+
+    Two documents with Jaccard similarity ``s`` share a band with probability ``1 - (1 - s**rows)**bands``
+    (14 x 8: 0.92 at s = 0.8, 0.99 at s = 0.85); ``threshold`` is the similarity verification requires.
+    """
+
+    ngram_size: int = 5
+    num_hashes: int = 112
+    num_bands: int = 14
+    threshold: float = 0.8
+    seed: int = 1
+
+    def __post_init__(self):
+        require(self.ngram_size >= 1, "ngram_size", "must be >= 1")
+        require(self.num_bands >= 1, "num_bands", "must be >= 1")
+        require(
+            self.num_hashes >= self.num_bands and self.num_hashes % self.num_bands == 0,
+            "num_hashes",
+            f"must be a multiple of num_bands ({self.num_bands})",
+        )
+        require(0 < self.threshold <= 1, "threshold", "must be in (0, 1]")
+
+    @property
+    def rows_per_band(self) -> int:
+        return self.num_hashes // self.num_bands
+
+
+class MinHasher:
+    """MinHash signatures and LSH band keys of documents (one datasketch ``MinHash`` reused)."""
+
+    def __init__(self, params: MinHashParams):
+        self.params = params
+        self._minhash = MinHash(num_perm=params.num_hashes, seed=params.seed, scheme="affine64", hashfunc=hash64)
+
+    def signature(self, text: str) -> np.ndarray:
+        """The ``num_hashes`` minimum hash values of the document's shingles (uint64)."""
+        self._minhash.clear()
+        self._minhash.update_batch(shingles(text, self.params.ngram_size))
+        return self._minhash.hashvalues.astype(np.uint64, copy=True)
+
+    def band_keys(self, signature: np.ndarray) -> np.ndarray:
+        """One 64-bit key per band: the hash of that band's rows. Equal keys in a band make candidates."""
+        rows = self.params.rows_per_band
+        data = signature.astype("<u8").tobytes()
+        width = rows * 8
+        return np.array(
+            [hash64(data[b * width : (b + 1) * width]) for b in range(self.params.num_bands)], dtype=np.uint64
+        )
+
+
+def candidate_probability(similarity: float, num_bands: int, rows_per_band: int) -> float:
+    """Probability that two documents of Jaccard ``similarity`` share at least one band."""
+    return 1.0 - (1.0 - similarity**rows_per_band) ** num_bands

@@ -1,0 +1,197 @@
+"""What the deduplication stages share: global-stage context, node ids, cluster resolution and the final
+per-shard write.
+
+A document is a *node*: ``shard index << 32 | row`` in its shard's input file, so node order is input order
+(file path, then position). A cluster keeps its first document in input order; that choice does not
+depend on the number of workers or on how files were split. Every other member is written to
+``rejected`` with the reason ``<stage>.duplicate`` and, like the survivor, the cluster's id (the survivor's
+document id) and size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filters.base import Metric, log_bins
+from pipeline.docio import document_schema, read_documents, write_documents
+from pipeline.executor import Executor
+from pipeline.inputs import Shard
+from pipeline.phases import Work
+from pipeline.rundir import RunDir
+from pipeline.shuffle import read_partition, write_partitions
+from pipeline.stages import Stage
+from pipeline.stats import StageStats
+
+ROW_BITS = 32
+MEMBERS = pa.schema([("node", pa.int64()), ("label", pa.int64()), ("survivor", pa.string()), ("size", pa.int64())])
+CLUSTER_BINS = log_bins(2, 1e6, 30)
+LARGEST_CLUSTERS = 20
+
+
+@dataclass
+class GlobalContext:
+    """What a global stage needs: the run, every shard, the stage whose kept documents it reads, where its
+    tasks run, and the annotation columns of its outputs."""
+
+    run: RunDir
+    shards: list[Shard]
+    upstream: str
+    executor: Executor
+    columns: list[pa.Field]
+
+    def documents(self, index: int) -> list[dict]:
+        """The input documents of shard ``index``."""
+        return read_documents(self.run, self.run.kept(self.upstream, self.shards[index].id))
+
+    def column(self, index: int, name: str) -> list:
+        """One column of the input documents of shard ``index``."""
+        with self.run.open(self.run.kept(self.upstream, self.shards[index].id)) as f:
+            return pq.read_table(f, columns=[name]).column(name).to_pylist()
+
+    def input_size(self) -> int:
+        """Documents in the input (from the upstream stage's statistics)."""
+        return sum(self.run.read_json(self.run.shard_stats(self.upstream, s.id))["docs_kept"] for s in self.shards)
+
+    def partitions(self, docs_per_partition: int) -> int:
+        """How many partitions the shuffles of this stage use: fixed by the input size, not the workers."""
+        return max(1, min(4096, math.ceil(self.input_size() / docs_per_partition)))
+
+
+class GlobalStage(Stage):
+    """A stage that needs every shard of its input at once; it writes per-shard outputs like the others."""
+
+    def run_global(self, ctx: GlobalContext) -> None:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+def nodes_of(shard_index: int, count: int) -> np.ndarray:
+    return (np.int64(shard_index) << ROW_BITS) + np.arange(count, dtype=np.int64)
+
+
+def shard_of(nodes: np.ndarray) -> np.ndarray:
+    return nodes >> ROW_BITS
+
+
+def by_shard(nodes: np.ndarray, n: int) -> np.ndarray:
+    """The partition that handles a node's shard (shards are dealt round-robin to partitions)."""
+    return shard_of(nodes) % n
+
+
+def shards_to_write(ctx: GlobalContext, stage: Stage, n: int, p: int) -> list[int]:
+    """The shards of partition ``p`` whose outputs are not written yet (all of them, unless resuming)."""
+    done = ctx.run.done_shards(stage.name)
+    return [s for s in range(p, len(ctx.shards), n) if ctx.shards[s].id not in done]
+
+
+@dataclass
+class ClusterStage(GlobalStage):
+    """Shared by the stages whose result is clusters of duplicate documents (exact and MinHash)."""
+
+    kind: ClassVar[str]
+
+    def columns(self) -> list[pa.Field]:
+        return [pa.field(f"{self.kind}_cluster", pa.string()), pa.field(f"{self.kind}_cluster_size", pa.int64())]
+
+    def finish(
+        self, ctx: GlobalContext, work: Work, labels_phase: str, producers: int, n: int, extra: dict | None = None
+    ) -> None:
+        """From (node, label) rows partitioned by the label's shard: resolve clusters, write every shard."""
+        results = work.phase(
+            "resolve",
+            _resolve,
+            [(work.parts(labels_phase, producers), p, work.part("resolve", p)) for p in range(n)],
+            shared=(ctx, n),
+        )
+        sizes: Counter = Counter()
+        largest: list = []
+        for part_sizes, part_largest in results:
+            sizes.update({int(k): v for k, v in part_sizes.items()})
+            largest += part_largest
+        largest.sort(key=lambda c: (-c[0], c[1]))
+        ctx.run.write_json(
+            ctx.run.path(self.name, "clusters.json"),
+            {
+                "clusters": sum(sizes.values()),
+                "documents_in_clusters": sum(k * v for k, v in sizes.items()),
+                "size_counts": {str(k): v for k, v in sorted(sizes.items())},
+                "largest": [{"cluster": cid, "size": size} for size, cid in largest[:LARGEST_CLUSTERS]],
+                **(extra or {}),
+            },
+        )
+        work.phase(
+            "write",
+            _write_members,
+            [(work.parts("resolve", n), p) for p in range(n)],
+            shared=(ctx, n, self),
+            mark=False,
+        )
+
+
+def _resolve(shared, inputs: list[str], p: int, out: str) -> tuple[dict, list]:
+    """Per cluster: its size and its survivor's document id, sent to every member's shard."""
+    ctx, n = shared
+    table = read_partition(ctx.run, inputs, p, pa.schema([("node", pa.int64()), ("label", pa.int64())]))
+    node, label = table["node"].to_numpy(), table["label"].to_numpy()
+    unique, inverse, counts = np.unique(label, return_inverse=True, return_counts=True)
+    ids = {}
+    for s in np.unique(shard_of(unique)).tolist():
+        column = ctx.column(s, "id")
+        for lab in unique[shard_of(unique) == s].tolist():
+            ids[lab] = column[lab & ((1 << ROW_BITS) - 1)]
+    survivors = [ids[lab] for lab in unique.tolist()]
+    members = pa.table(
+        {
+            "node": node,
+            "label": label,
+            "survivor": pa.array([survivors[i] for i in inverse.tolist()], pa.string()),
+            "size": counts[inverse].astype(np.int64),
+        },
+        schema=MEMBERS,
+    )
+    write_partitions(ctx.run, out, members, by_shard(node, n), n)
+    size_counts = Counter(counts.tolist())
+    top = sorted(zip((-counts).tolist(), survivors))[:LARGEST_CLUSTERS]
+    return {str(k): v for k, v in size_counts.items()}, [(-neg, cid) for neg, cid in top]
+
+
+def _write_members(shared, inputs: list[str], p: int) -> None:
+    """Write the kept and rejected documents of the shards of partition ``p``."""
+    ctx, n, stage = shared
+    members = read_partition(ctx.run, inputs, p, MEMBERS)
+    member_shard = shard_of(members["node"].to_numpy())
+    metric = Metric(f"{stage.kind}_cluster_size", CLUSTER_BINS, integer=True)
+    for s in shards_to_write(ctx, stage, n, p):
+        mine = members.filter(pa.array(member_shard == s)).to_pylist()
+        info = {m["node"] & ((1 << ROW_BITS) - 1): m for m in mine}
+        stats = StageStats(stage.name, stage.kind, ctx.shards[s].id)
+        kept, rejected = [], []
+        for row, doc in enumerate(ctx.documents(s)):
+            stats.document_in(len(doc["text"].encode("utf-8")), len(doc["text"]))
+            m = info.get(row)
+            if m is not None:
+                doc[f"{stage.kind}_cluster"], doc[f"{stage.kind}_cluster_size"] = m["survivor"], m["size"]
+                if m["node"] != m["label"]:
+                    doc["reason"] = f"{stage.name}.duplicate"
+                    doc["detail"] = f"duplicate of {m['survivor']} (cluster of {m['size']})"
+                    stats.document_dropped(doc["reason"])
+                    rejected.append(doc)
+                    continue
+                stats.observe(metric, m["size"])
+            stats.document_kept(doc["text"])
+            kept.append(doc)
+        write_outputs(ctx, stage, s, kept, rejected, stats)
+
+
+def write_outputs(ctx: GlobalContext, stage: Stage, s: int, kept: list, rejected: list, stats: StageStats) -> None:
+    """Kept and rejected documents of shard ``s``, then its statistics (the shard's completion marker)."""
+    run, shard_id = ctx.run, ctx.shards[s].id
+    write_documents(run, run.kept(stage.name, shard_id), kept, document_schema(ctx.columns))
+    write_documents(run, run.rejected(stage.name, shard_id), rejected, document_schema(ctx.columns, rejected=True))
+    run.write_json(run.shard_stats(stage.name, shard_id), stats.to_json())
