@@ -12,20 +12,22 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
+import regex
 import xxhash
 from datasketch import MinHash
 
 from filters.base import require
 
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
+_COMBINING_MARKS = regex.compile(r"\p{Mn}+")  # what NFD splits off: accents
 _SPACES = re.compile(r"\s+")
 
 
 def normalize(text: str) -> str:
     """Text as dedup compares it: NFD with accents removed, lower case, punctuation removed, whitespace
     collapsed to single spaces."""
-    text = unicodedata.normalize("NFD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    if not text.isascii():
+        text = _COMBINING_MARKS.sub("", unicodedata.normalize("NFD", text))
     text = _PUNCTUATION.sub(" ", text.lower())
     return _SPACES.sub(" ", text).strip()
 
