@@ -18,9 +18,9 @@ from datasketch import MinHash
 
 from filters.base import require
 
-_PUNCTUATION = re.compile(r"[^\w\s]|_")
+_SEPARATORS = re.compile(r"[\W_]+")  # punctuation and whitespace runs become one space
 _COMBINING_MARKS = regex.compile(r"\p{Mn}+")  # what NFD splits off: accents
-_SPACES = re.compile(r"\s+")
+_PRIME = np.uint64(0x100000001B3)
 
 
 def normalize(text: str) -> str:
@@ -28,8 +28,7 @@ def normalize(text: str) -> str:
     collapsed to single spaces."""
     if not text.isascii():
         text = _COMBINING_MARKS.sub("", unicodedata.normalize("NFD", text))
-    text = _PUNCTUATION.sub(" ", text.lower())
-    return _SPACES.sub(" ", text).strip()
+    return _SEPARATORS.sub(" ", text.lower()).strip()
 
 
 def hash64(data: str | bytes) -> int:
@@ -37,17 +36,31 @@ def hash64(data: str | bytes) -> int:
     return xxhash.xxh3_64_intdigest(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
 
 
-def shingles(text: str, n: int) -> list[bytes]:
-    """Word n-grams of the normalised text (a shorter text is one shingle of all its words)."""
-    words = normalize(text).split()
-    if len(words) <= n:
-        return [" ".join(words).encode()] if words else []
-    return [" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)]
+def shingle_hashes(text: str, n: int) -> np.ndarray:
+    """64-bit hashes of the word n-grams of the normalised text, in order (a text of fewer than ``n`` words is
+    one shingle of all its words). Each word is hashed once (xxh3, in C); an n-gram's hash combines its
+    words' hashes with a multiply-xorshift mix, vectorised: no n-gram string is ever built."""
+    words = normalize(text).encode("utf-8", "surrogatepass").split()
+    if not words:
+        return np.empty(0, dtype=np.uint64)
+    ids = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
+    width = min(n, len(ids))
+    count = len(ids) - width + 1
+    h = ids[:count].copy()
+    for k in range(1, width):
+        h = _mix(h * _PRIME + ids[k : k + count])
+    return _mix(h ^ np.uint64(width))
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(31))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    return h ^ (h >> np.uint64(29))
 
 
 def shingle_set(text: str, n: int) -> np.ndarray:
     """Sorted unique 64-bit hashes of the word n-grams: a set for exact Jaccard."""
-    return np.unique(np.fromiter(map(hash64, shingles(text, n)), dtype=np.uint64))
+    return np.unique(shingle_hashes(text, n))
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,12 +106,13 @@ class MinHasher:
 
     def __init__(self, params: MinHashParams):
         self.params = params
-        self._minhash = MinHash(num_perm=params.num_hashes, seed=params.seed, scheme="affine64", hashfunc=hash64)
+        # shingles arrive already hashed (see shingle_hashes): datasketch applies its permutations to them
+        self._minhash = MinHash(num_perm=params.num_hashes, seed=params.seed, scheme="affine64", hashfunc=int)
 
     def signature(self, text: str) -> np.ndarray:
         """The ``num_hashes`` minimum hash values of the document's shingles (uint64)."""
         self._minhash.clear()
-        self._minhash.update_batch(shingles(text, self.params.ngram_size))
+        self._minhash.update_batch(shingle_hashes(text, self.params.ngram_size).tolist())
         return self._minhash.hashvalues.astype(np.uint64, copy=True)
 
     def band_keys(self, signature: np.ndarray) -> np.ndarray:

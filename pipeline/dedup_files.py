@@ -16,7 +16,7 @@ from pipeline.inputs import Shard
 from pipeline.rundir import RunDir
 from pipeline.stages import output_fields
 
-FILES_PER_SHARD = 10_000
+FILES_PER_SHARD = 2_000  # a shard is one task of the first phases: bounds their memory
 
 
 def line_dedup_files(

@@ -26,22 +26,23 @@ from pipeline.shuffle import partition_of, read_partition, write_partitions
 
 BANDS = pa.schema([("band", pa.int64()), ("key", pa.uint64()), ("node", pa.int64())])
 PAIRS = pa.schema([("u", pa.int64()), ("v", pa.int64())])
-PAIRS_WITH_SET = pa.schema([("u", pa.int64()), ("v", pa.int64()), ("u_shingles", pa.list_(pa.uint64()))])
+# a first document, its partners in one destination partition, and its shingle set (sent once per partition)
+FIRST_WITH_SET = pa.schema([("u", pa.int64()), ("vs", pa.list_(pa.int64())), ("u_shingles", pa.list_(pa.uint64()))])
 
 
 @dataclass(kw_only=True)
 class MinHashOptions(MinHashParams):
     """MinHash parameters plus: ``verify`` candidate pairs by true Jaccard; buckets of more than
-    ``max_bucket_pairs`` documents are verified as a star around their first document instead of all pairs;
-    ``docs_per_partition`` sizes the shuffles."""
+    ``max_bucket_size`` documents are verified as a star around their first document instead of all their
+    pairs; ``docs_per_partition`` sizes the shuffles."""
 
     verify: bool = True
-    max_bucket_pairs: int = 64
+    max_bucket_size: int = 64
     docs_per_partition: int = 200_000
 
     def __post_init__(self):
         super().__post_init__()
-        require(self.max_bucket_pairs >= 2, "max_bucket_pairs", "must be >= 2")
+        require(self.max_bucket_size >= 2, "max_bucket_size", "must be >= 2")
         require(self.docs_per_partition >= 1, "docs_per_partition", "must be >= 1")
 
     def params(self) -> MinHashParams:
@@ -121,7 +122,7 @@ def _band_keys(shared, s: int, out: str) -> int:
 
 def _buckets(shared, inputs: list[str], p: int, out: str) -> int:
     """Candidate pairs: documents that share a band key. Without verification, a star around each bucket's
-    first document connects it; with verification, every pair of a bucket (up to ``max_bucket_pairs``)."""
+    first document connects it; with verification, every pair of a bucket (up to ``max_bucket_size``)."""
     ctx, n, opts = shared
     table = read_partition(ctx.run, inputs, p, BANDS)
     band, key, node = (table[c].to_numpy() for c in ("band", "key", "node"))
@@ -136,8 +137,8 @@ def _buckets(shared, inputs: list[str], p: int, out: str) -> int:
     u, v = [first[star]], [node[star]]
     if opts.verify:
         for start, size in zip(
-            starts[(sizes > 2) & (sizes <= opts.max_bucket_pairs)].tolist(),
-            sizes[(sizes > 2) & (sizes <= opts.max_bucket_pairs)].tolist(),
+            starts[(sizes > 2) & (sizes <= opts.max_bucket_size)].tolist(),
+            sizes[(sizes > 2) & (sizes <= opts.max_bucket_size)].tolist(),
         ):
             pairs = np.array(list(combinations(node[start : start + size].tolist(), 2)), dtype=np.int64)
             u.append(pairs[:, 0])
@@ -167,25 +168,36 @@ def _shingle_sets(ctx: GlobalContext, nodes: np.ndarray, ngram_size: int) -> dic
 
 
 def _attach_first_shingles(shared, inputs: list[str], p: int, out: str) -> int:
+    """Send each first document's shingle set to the partitions of its partners, once per partition."""
     ctx, n, opts = shared
     table = read_partition(ctx.run, inputs, p, PAIRS)
     u, v = table["u"].to_numpy(), table["v"].to_numpy()
-    sets = _shingle_sets(ctx, u, opts.ngram_size)
-    table = pa.table({"u": u, "v": v, "u_shingles": [sets[x] for x in u.tolist()]}, schema=PAIRS_WITH_SET)
-    write_partitions(ctx.run, out, table, by_shard(v, n), n)
+    dest = by_shard(v, n)
+    order = np.lexsort((v, dest, u))
+    u, v, dest = u[order], v[order], dest[order]
+    new = np.r_[True, (u[1:] != u[:-1]) | (dest[1:] != dest[:-1])] if len(u) else np.empty(0, dtype=bool)
+    starts = np.flatnonzero(new)
+    firsts = u[starts]
+    sets = _shingle_sets(ctx, firsts, opts.ngram_size)
+    rows = pa.table({"u": firsts, "vs": np.split(v, starts[1:]) if len(u) else [],
+                     "u_shingles": [sets[x] for x in firsts.tolist()]}, schema=FIRST_WITH_SET)
+    write_partitions(ctx.run, out, rows, dest[starts], n)
     return len(u)
 
 
 def _verify(shared, inputs: list[str], p: int, out: str) -> int:
     """Keep the pairs whose true Jaccard similarity reaches the threshold; they are the graph's edges."""
     ctx, n, opts = shared
-    table = read_partition(ctx.run, inputs, p, PAIRS_WITH_SET)
-    u, v = table["u"].to_numpy(), table["v"].to_numpy()
-    sets = _shingle_sets(ctx, v, opts.ngram_size)
-    first = table["u_shingles"].to_numpy(zero_copy_only=False)
-    keep = np.array(
-        [jaccard(np.asarray(a, dtype=np.uint64), sets[b]) >= opts.threshold for a, b in zip(first, v.tolist())],
-        dtype=bool,
-    )
-    write_edges(ctx.run, out, both_directions(u[keep], v[keep]), n)
-    return int(keep.sum())
+    table = read_partition(ctx.run, inputs, p, FIRST_WITH_SET)
+    partners = table["vs"].to_numpy(zero_copy_only=False)
+    first_sets = table["u_shingles"].to_numpy(zero_copy_only=False)
+    sets = _shingle_sets(ctx, np.concatenate(partners) if len(partners) else np.empty(0, np.int64), opts.ngram_size)
+    us, vs = [], []
+    for u, partner_list, u_set in zip(table["u"].to_pylist(), partners, first_sets):
+        u_set = np.asarray(u_set, dtype=np.uint64)
+        for v in partner_list.tolist():
+            if jaccard(u_set, sets[v]) >= opts.threshold:
+                us.append(u)
+                vs.append(v)
+    write_edges(ctx.run, out, both_directions(np.array(us, dtype=np.int64), np.array(vs, dtype=np.int64)), n)
+    return len(us)

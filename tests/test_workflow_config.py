@@ -148,7 +148,7 @@ num_bands = 14
         (
             ("num_bands = 14", "num_bands = 14\nbands = 3"),
             "stages[2].bands",
-            "unknown key; expected one of: docs_per_partition, max_bucket_pairs",
+            "unknown key; expected one of: docs_per_partition, max_bucket_size",
         ),
         (
             (
