@@ -45,11 +45,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chars", type=int, default=800, help="characters of text to show per document (default 800)")
     p.set_defaults(func=_sample)
 
+    p = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer on text or Parquet files")
+    tsub = p.add_subparsers(dest="action", required=True)
+    t = tsub.add_parser("train", help="train a tokenizer")
+    t.add_argument("inputs", nargs="+", help="UTF-8 text files, or Parquet files with a text column")
+    t.add_argument("--vocab-size", type=int, required=True)
+    t.add_argument(
+        "--special-token",
+        action="append",
+        dest="special_tokens",
+        help="a special token (repeatable; default <|endoftext|>)",
+    )
+    t.add_argument("--output", required=True, help="directory for vocab.json, merges.txt, tokenizer.json")
+    t.add_argument("--workers", type=int, help="processes (default: all CPUs)")
+    t.set_defaults(func=_train_tokenizer)
+
+    p = sub.add_parser("tokenize", help="encode files into packed token shards, one shard per file, in parallel")
+    p.add_argument("inputs", nargs="+", help="text files (documents separated by --eos-token) or Parquet files")
+    p.add_argument("--tokenizer", required=True, help="a tokenizer directory (refinery or GPT-2 files)")
+    p.add_argument("--output", required=True, help="directory for the shards")
+    p.add_argument("--eos-token", default="<|endoftext|>")
+    p.add_argument("--workers", type=int, help="processes (default: all CPUs)")
+    p.set_defaults(func=_tokenize)
+
+    p = sub.add_parser("shards", help="inspect or verify token shards")
+    ssub = p.add_subparsers(dest="action", required=True)
+    s = ssub.add_parser("inspect", help="counts per shard and a few documents decoded")
+    s.add_argument("path", help="a shard (its path without extension) or a directory of shards")
+    s.add_argument("--tokenizer", help="tokenizer directory (default: ../tokenizer next to the shards, if any)")
+    s.add_argument("-n", type=int, default=2, help="documents to decode (default 2)")
+    s.set_defaults(func=_inspect_shards)
+    s = ssub.add_parser("verify", help="check headers, indexes, EOS placement and token ranges")
+    s.add_argument("paths", nargs="+", help="shards or directories of shards")
+    s.set_defaults(func=_verify_shards)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="refinery %(levelname)s: %(message)s")
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
@@ -127,6 +161,74 @@ def _sample(args) -> int:
             print(f"    detail: {doc['detail']}")
         print(shown or "    (no text)")
     return 0
+
+
+def _train_tokenizer(args) -> int:
+    from pipeline.tokenization import train_tokenizer_files
+
+    tokenizer = train_tokenizer_files(
+        args.inputs, args.output, args.vocab_size, args.special_tokens or ["<|endoftext|>"], args.workers
+    )
+    print(f"tokenizer {tokenizer.hash}: {len(tokenizer)} tokens, {len(tokenizer.merges)} merges -> {args.output}")
+    return 0
+
+
+def _tokenize(args) -> int:
+    from pipeline.tokenization import encode_files
+
+    headers = encode_files(args.inputs, args.tokenizer, args.output, args.eos_token, args.workers)
+    tokens = sum(h["tokens"] for h in headers)
+    print(
+        f"{len(headers)} shards, {sum(h['documents'] for h in headers):,} documents, {tokens:,} tokens -> {args.output}"
+    )
+    return 0
+
+
+def _shard_prefixes(path: str) -> list[str]:
+    if os.path.isdir(path):
+        return sorted(os.path.join(path, n)[: -len(".json")] for n in os.listdir(path) if n.endswith(".json"))
+    return [path.removesuffix(".json").removesuffix(".bin").removesuffix(".idx")]
+
+
+def _inspect_shards(args) -> int:
+    from tokenizer.bpe import Tokenizer
+    from tokenizer.shards import ShardReader
+
+    prefixes = _shard_prefixes(args.path)
+    if not prefixes:
+        raise ValueError(f"no shards in {args.path}")
+    shards = [ShardReader(p) for p in prefixes]
+    print(f"{'shard':<40}{'documents':>12}{'tokens':>14}  dtype   tokenizer")
+    for shard in shards:
+        h = shard.header
+        print(
+            f"{os.path.basename(shard.prefix):<40}{h['documents']:>12,}{h['tokens']:>14,}  {h['dtype']:<7} "
+            f"{h['tokenizer_hash']}"
+        )
+    print(f"{'total':<40}{sum(len(s) for s in shards):>12,}{sum(s.header['tokens'] for s in shards):>14,}")
+    guess = os.path.join(os.path.dirname(os.path.abspath(prefixes[0])), "..", "tokenizer")
+    directory = args.tokenizer or (guess if os.path.isdir(guess) else None)
+    if directory:
+        tokenizer = Tokenizer.load(directory)
+        samples = [(s, i) for s in shards for i in range(len(s))][: args.n]
+        for shard, i in samples:
+            ids = shard.document(i)
+            print(f"\n--- {os.path.basename(shard.prefix)} document {i}: {len(ids):,} tokens")
+            print(tokenizer.decode(ids.tolist())[:600])
+    return 0
+
+
+def _verify_shards(args) -> int:
+    from tokenizer.shards import verify_shard
+
+    bad = 0
+    prefixes = [p for path in args.paths for p in _shard_prefixes(path)]
+    for prefix in prefixes:
+        problems = verify_shard(prefix)
+        bad += bool(problems)
+        print(f"{prefix}: {'ok' if not problems else '; '.join(problems)}")
+    print(f"{len(prefixes) - bad} of {len(prefixes)} shards ok")
+    return 1 if bad else 0
 
 
 def _show_cluster(run, cluster: str, n: int, chars: int) -> int:

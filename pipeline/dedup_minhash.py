@@ -179,8 +179,14 @@ def _attach_first_shingles(shared, inputs: list[str], p: int, out: str) -> int:
     starts = np.flatnonzero(new)
     firsts = u[starts]
     sets = _shingle_sets(ctx, firsts, opts.ngram_size)
-    rows = pa.table({"u": firsts, "vs": np.split(v, starts[1:]) if len(u) else [],
-                     "u_shingles": [sets[x] for x in firsts.tolist()]}, schema=FIRST_WITH_SET)
+    rows = pa.table(
+        {
+            "u": firsts,
+            "vs": np.split(v, starts[1:]) if len(u) else [],
+            "u_shingles": [sets[x] for x in firsts.tolist()],
+        },
+        schema=FIRST_WITH_SET,
+    )
     write_partitions(ctx.run, out, rows, dest[starts], n)
     return len(u)
 

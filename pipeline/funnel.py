@@ -60,6 +60,9 @@ def render_funnel(stats: dict) -> str:
         lines.append(
             _row("kept", stage.get("docs_kept", 0), _pct(stage.get("docs_kept", 0), n_in), stage.get("bytes_kept", 0))
         )
+        if stage.get("kind") == "tokenize" and stage.get("events", {}).get("tokens"):
+            tokens = stage["events"]["tokens"]
+            lines.append(f"  tokens: {tokens:,} ({stage['bytes_in'] / tokens:.2f} bytes per token, EOS included)")
         if stage.get("events"):
             lines.append("  events: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stage["events"].items())))
         if stage.get("clusters"):

@@ -7,6 +7,7 @@ live in the classes themselves (``__post_init__`` raising :class:`filters.base.P
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import typing
 from typing import Any, Literal
@@ -63,6 +64,17 @@ def check_name(value: Any, *, file: str, key: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ConfigError(file, key, f"expected a name of letters, digits, '-' or '_', got {describe(value)}")
     return value
+
+
+def resolve_paths(cls: type, table: dict, file: str) -> dict:
+    """``table`` with the local file parameters of ``cls`` (its ``path_params``) made absolute, relative to the
+    workflow file that names them."""
+    table = dict(table)
+    for name in getattr(cls, "path_params", ()):
+        value = table.get(name)
+        if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
+            table[name] = os.path.join(os.path.dirname(os.path.abspath(file)), value)
+    return table
 
 
 def describe(value: Any) -> str:

@@ -9,7 +9,6 @@ test can call it directly.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -23,7 +22,7 @@ from filters.warc import ReadIssue, iter_records
 from pipeline.docio import annotation_fields, document_schema, read_documents, write_documents
 from pipeline.inputs import Shard
 from pipeline.rundir import RunDir, open_input
-from pipeline.schema import ConfigError, build, check_name
+from pipeline.schema import ConfigError, build, check_name, resolve_paths
 from pipeline.stats import StageStats
 
 log = logging.getLogger("refinery")
@@ -152,7 +151,7 @@ class FilterStage(Stage):
             name = check_name(entry.get("name", kind), file=file, key=f"{entry_key}.name")
             filt = build(
                 FILTERS[kind],
-                _resolve_paths(FILTERS[kind], entry, file),
+                resolve_paths(FILTERS[kind], entry, file),
                 file=file,
                 key=entry_key,
                 skip=("kind", "name"),
@@ -209,16 +208,6 @@ class FilterStage(Stage):
             log.exception("%s: filter %s failed on %s", ctx.shard.path, step.name, doc.get("id"))
             doc["detail"] = f"{type(exc).__name__}: {exc}"
             return "error"
-
-
-def _resolve_paths(cls: type[Filter], entry: dict, file: str) -> dict:
-    """The entry with the filter's local file parameters made absolute, relative to the workflow file."""
-    entry = dict(entry)
-    for name in cls.path_params:
-        value = entry.get(name)
-        if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
-            entry[name] = os.path.join(os.path.dirname(os.path.abspath(file)), value)
-    return entry
 
 
 def output_fields(stages: list[Stage]) -> list[list[pa.Field]]:

@@ -36,9 +36,11 @@ from pipeline.dedup_minhash import MinHashDedupStage
 from pipeline.inputs import InputFile, NoInputError, expand_inputs
 from pipeline.schema import ByteSize, ConfigError, build, check_name, describe
 from pipeline.stages import ExtractStage, FilterStage, Stage
+from pipeline.tokenization import TokenizeStage
 
 STAGE_KINDS: dict[str, type[Stage]] = {
-    cls.kind: cls for cls in (ExtractStage, FilterStage, ExactDedupStage, LineDedupStage, MinHashDedupStage)
+    cls.kind: cls
+    for cls in (ExtractStage, FilterStage, ExactDedupStage, LineDedupStage, MinHashDedupStage, TokenizeStage)
 }
 
 
@@ -149,6 +151,8 @@ def _stages(entries, path: str) -> list[Stage]:
         name = check_name(entry.get("name", kind), file=path, key=f"{key}.name")
         if any(s.name == name for s in stages):
             raise ConfigError(path, f"{key}.name", f"a stage named {name!r} comes earlier; names must be unique")
+        if stages and isinstance(stages[-1], TokenizeStage):
+            raise ConfigError(path, f"{key}.kind", "no document stage can follow 'tokenize' (it writes token shards)")
         stage = STAGE_KINDS[kind].from_table(entry, file=path, key=key)
         if (i == 0) != isinstance(stage, ExtractStage):
             where = "the first stage must be" if i == 0 else "only the first stage can be"

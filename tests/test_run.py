@@ -64,6 +64,8 @@ def test_outputs_agree_with_stats(reference):
     assert stats["run"]["complete"] and stats["run"]["inputs"] == 9 and stats["run"]["shards"] > 9
     for stage in stats["stages"]:
         assert stage["docs_in"] == stage["docs_kept"] + sum(stage["dropped"].values())
+        if stage["kind"] == "tokenize":
+            continue  # writes token shards, not documents (test_token_shards_decode_to_the_documents)
         kept = pq.read_table(f"{run_dir}/{stage['stage']}/kept").num_rows
         rejected = pq.read_table(f"{run_dir}/{stage['stage']}/rejected").num_rows
         assert (kept, rejected) == (stage["docs_kept"], stage["docs_in"] - stage["docs_kept"])
@@ -76,7 +78,7 @@ def test_outputs_agree_with_stats(reference):
     assert steps == ["language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
     assert quality["histograms"]["language_score"]["n"] == quality["docs_in"]
     names = [s["stage"] for s in stats["stages"]]
-    assert names == ["extract", "quality", "exact_dedup", "minhash_dedup", "line_dedup"]
+    assert names == ["extract", "quality", "exact_dedup", "minhash_dedup", "line_dedup", "tokenize"]
     for before, after in zip(stats["stages"], stats["stages"][1:]):
         assert after["docs_in"] == before["docs_kept"]
     assert stats["stages"][2]["dropped"] == {"exact_dedup.duplicate": 2}  # the allenai.org page, three times
@@ -251,6 +253,7 @@ def test_fsspec_urls_and_uncompressed_warc(tmp_path):
     workflow_file.write_text(
         open(DEMO)
         .read()
+        .split('[[stages]]\nkind = "tokenize"')[0]
         .replace('"../data/warc/*/*.warc.gz", "../data/warc/*/*.warc.wet.gz"', f'"file://{inputs}/*.warc*"')
         .replace('output = "../runs"', f'output = "file://{tmp_path}/out"')
         .replace('name = "demo"', 'name = "urls"')
@@ -286,3 +289,22 @@ def test_skipped_records_are_logged_with_file_and_offset(tmp_path, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith(f"{bad} @") and "corrupt_gzip_member" in m for m in messages)
     assert any(f"{bad} @" in m and "http://png.example/" in m and "binary_payload" in m for m in messages)
+
+
+def test_token_shards_decode_to_the_documents(reference):
+    from tokenizer.bpe import Tokenizer
+    from tokenizer.shards import ShardReader, verify_shard
+
+    stats, run_dir, _ = reference
+    tokenizer = Tokenizer.load(f"{run_dir}/tokenize/tokenizer")
+    assert len(tokenizer) == 2000
+    total = 0
+    for path in sorted(glob.glob(f"{run_dir}/line_dedup/kept/*.parquet")):
+        shard_id = os.path.basename(path)[: -len(".parquet")]
+        texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+        prefix = f"{run_dir}/tokenize/shards/{shard_id}"
+        assert verify_shard(prefix, tokenizer.hash) == []
+        shard = ShardReader(prefix)
+        assert [tokenizer.decode(shard.document(i).tolist()) for i in range(len(shard))] == texts
+        total += shard.header["tokens"]
+    assert total == stats["stages"][-1]["events"]["tokens"] > 10_000

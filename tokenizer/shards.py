@@ -43,6 +43,7 @@ class ShardWriter:
         os.makedirs(os.path.dirname(os.path.abspath(self.prefix)), exist_ok=True)
         self._bin = open(self.prefix + ".bin.tmp", "wb")
         self._offsets = [0]
+        self.header: dict | None = None  # set by close()
 
     def write(self, ids: Iterable[int]) -> None:
         """Append one document (its ids, then EOS)."""
@@ -73,6 +74,7 @@ class ShardWriter:
         with open(self.prefix + ".json.tmp", "w") as f:
             json.dump(header, f, indent=1)
         os.replace(self.prefix + ".json.tmp", self.prefix + ".json")
+        self.header = header
         return header
 
     def __enter__(self) -> "ShardWriter":
