@@ -3,8 +3,9 @@
 Encoding splits out special tokens (longest first where they overlap), pre-tokenizes the rest with GPT-2's
 regex and applies the merges to each pre-token in rank order (GPT-2's algorithm, ``backend="python"``, the
 reference), caching pre-token -> ids. The default ``backend="auto"`` hands the text between special tokens
-to tiktoken's Rust encoder loaded with the same ranks (about twice as fast); the tests check that both give
-the same ids on real text, for GPT-2's vocabulary and for vocabularies trained here.
+to tiktoken's Rust encoder loaded with the same ranks (1.7x the Python path with a warm cache, 2.3x cold);
+the tests check that both give the same ids on real text, for GPT-2's vocabulary and for vocabularies
+trained here.
 """
 
 from __future__ import annotations

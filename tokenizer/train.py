@@ -59,6 +59,12 @@ def file_chunks(path: str, special_tokens: list[str], chunk_bytes: int = CHUNK_B
     return list(zip(bounds, bounds[1:]))
 
 
+def chunk_bytes_for(total: int, workers: int) -> int:
+    """Pre-tokenization chunk size: about four chunks per worker (so that the last ones balance the load),
+    between 1 MiB and ``CHUNK_BYTES``."""
+    return max(1 << 20, min(CHUNK_BYTES, -(-total // (4 * workers))))
+
+
 def count_file_chunk(path: str, start: int, end: int, special_tokens: list[str]) -> Counter:
     """Pre-token counts of bytes ``[start, end)`` of a UTF-8 text file; invalid UTF-8 is an error naming the
     file and the byte offset."""
@@ -77,13 +83,15 @@ def pretoken_counts_of_files(
 ) -> Counter:
     """Pre-token counts of text files, chunk by chunk in parallel (``map_fn(fn, *iterables)`` as given, else a
     process pool of ``workers``)."""
-    jobs = [(p, s, e) for p in paths for s, e in file_chunks(p, special_tokens)]
+    workers = workers or os.cpu_count() or 1
+    size = chunk_bytes_for(sum(os.path.getsize(p) for p in paths), workers)
+    jobs = [(p, s, e) for p in paths for s, e in file_chunks(p, special_tokens, size)]
     args = ([j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs], [special_tokens] * len(jobs))
     total: Counter = Counter()
     if map_fn is not None:
         results = map_fn(count_file_chunk, *args)
-    elif (workers or os.cpu_count() or 1) > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers or os.cpu_count() or 1, len(jobs))) as pool:
+    elif workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
             for counts in pool.map(count_file_chunk, *args):
                 total.update(counts)
         return total
