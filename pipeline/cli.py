@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("validate", help="check a workflow file without running it")
+    p = sub.add_parser("validate", help="check a workflow or training file without running it")
     p.add_argument("workflow")
     p.set_defaults(func=_validate)
 
@@ -67,6 +67,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eos-token", default="<|endoftext|>")
     p.add_argument("--workers", type=int, help="processes (default: all CPUs)")
     p.set_defaults(func=_tokenize)
+
+    p = sub.add_parser("train", help="train a language model on token shards (resumes from its checkpoint)")
+    p.add_argument("config", help="a training TOML file, e.g. workflows/train.toml")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a setting, e.g. --set train.steps=100 (repeatable)",
+    )
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in out_dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("generate", help="continue a prompt with a trained checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint.pt, or the out_dir that holds it")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the one recorded in the checkpoint)")
+    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eos-token", default="<|endoftext|>")
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole sequence every step")
+    p.set_defaults(func=_generate)
 
     p = sub.add_parser("shards", help="inspect or verify token shards")
     ssub = p.add_subparsers(dest="action", required=True)
@@ -112,8 +138,24 @@ def _run(args) -> int:
 
 
 def _validate(args) -> int:
+    import tomllib
+
     from pipeline.workflow import load_workflow
 
+    try:
+        with open(args.workflow, "rb") as f:
+            sections = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        sections = {}
+    if "stages" not in sections and ("model" in sections or "data" in sections):  # a training file
+        from pipeline.training import load_train_config
+
+        config = load_train_config(args.workflow)
+        print(
+            f"{args.workflow}: valid training configuration; {config.model.n_layers} layers x {config.model.d_model}, "
+            f"{config.train.steps} steps"
+        )
+        return 0
     workflow = load_workflow(args.workflow)
     stages = ", ".join(f"{s.name} ({s.kind})" for s in workflow.stages)
     print(f"{args.workflow}: valid; {len(workflow.input_files)} input files; stages: {stages}")
@@ -229,6 +271,56 @@ def _verify_shards(args) -> int:
         print(f"{prefix}: {'ok' if not problems else '; '.join(problems)}")
     print(f"{len(prefixes) - bad} of {len(prefixes)} shards ok")
     return 1 if bad else 0
+
+
+def _train(args) -> int:
+    from pipeline.training import load_train_config
+    from trainer.loop import Trainer
+
+    config = load_train_config(args.config, args.set)
+    trainer = Trainer(config, resume=not args.restart, progress=not args.no_progress)
+    m = trainer.model
+    if trainer.dist.main:
+        print(
+            f"model: {m.num_parameters():,} parameters ({m.num_parameters(embedding=False):,} without the "
+            f"embedding), {m.flops_per_token()['training']:,} training FLOPs per token; from step {trainer.step}",
+            file=sys.stderr,
+        )
+    last = trainer.run()
+    if trainer.dist.main:
+        print(json.dumps(last))
+        print(f"checkpoint and metrics.jsonl in {config.train.out_dir}")
+    return 0
+
+
+def _generate(args) -> int:
+    from tokenizer.bpe import Tokenizer
+    from trainer.generate import generate, load_model
+
+    path = os.path.join(args.checkpoint, "checkpoint.pt") if os.path.isdir(args.checkpoint) else args.checkpoint
+    model, payload = load_model(path)
+    directory = args.tokenizer or payload.get("tokenizer_dir")
+    if not directory:
+        raise ValueError("the checkpoint names no tokenizer: give --tokenizer DIR")
+    tokenizer = Tokenizer.load(directory)
+    out = generate(
+        model,
+        tokenizer.encode(args.prompt),
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        eos_id=tokenizer.special_ids.get(args.eos_token),
+        seed=args.seed,
+        use_cache=not args.no_cache,
+    )
+    print(args.prompt + tokenizer.decode(out.tokens))
+    print(
+        f"\n[{len(out.tokens)} tokens; prefill {out.prefill_s * 1000:.1f} ms, decode "
+        f"{out.decode_tokens_per_s:.1f} tokens/s{'' if not args.no_cache else ', no KV cache'}]",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _show_cluster(run, cluster: str, n: int, chars: int) -> int:

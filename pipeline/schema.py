@@ -12,8 +12,6 @@ import re
 import typing
 from typing import Any, Literal
 
-from filters.base import ParamError
-
 
 class ConfigError(Exception):
     """A workflow file that cannot be run: ``file``, dotted ``key`` and what was expected."""
@@ -101,7 +99,9 @@ def build(cls: type, table: Any, *, file: str, key: str, skip: tuple[str, ...] =
             raise ConfigError(file, _join(key, name), f"missing required key ({_expected(hints[name])})")
     try:
         return cls(**kwargs)
-    except ParamError as exc:
+    except ValueError as exc:  # ParamError and the trainer's ConfigValueError name the parameter
+        if not hasattr(exc, "param"):
+            raise
         raise ConfigError(file, _join(key, exc.param), exc.message) from None
 
 

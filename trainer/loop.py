@@ -1,0 +1,252 @@
+"""The training loop: gradient accumulation, clipping, bf16 autocast on GPU, optional ``torch.compile``,
+periodic validation, metrics to ``metrics.jsonl`` and a progress bar, atomic checkpoints, exact resume, and
+DDP when started by ``torchrun`` (the same configuration runs on one CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from trainer.checkpoint import LATEST, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from trainer.config import TrainConfig
+from trainer.data import TokenData, find_shards
+from trainer.errors import ConfigValueError
+from trainer.model import Transformer
+from trainer.optim import build_optimizers
+from trainer.schedule import lr_at
+
+# dense bf16 peak FLOP/s by device name, for MFU (None: unknown device, no MFU reported)
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+class Distributed:
+    """Rank and world size under ``torchrun`` (one process per GPU, or gloo on CPU); a single process otherwise."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def gather(self, obj):
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+
+def resolve_device(name: str, dist: Distributed) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        torch.cuda.set_device(dist.local_rank)
+        return torch.device("cuda", dist.local_rank)
+    return torch.device("cpu")
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy, computed in float32 whatever the logits' dtype."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+class Trainer:
+    """One training run: call :meth:`run`. Resumes from ``<out_dir>/checkpoint.pt`` when it exists."""
+
+    def __init__(self, config: TrainConfig, *, resume: bool = True, progress: bool = True):
+        self.config = config
+        self.dist = Distributed()
+        self.device = resolve_device(config.train.device, self.dist)
+        dtype = config.train.dtype
+        self.autocast_dtype = (
+            torch.bfloat16 if (dtype == "bfloat16" or (dtype == "auto" and self.device.type == "cuda")) else None
+        )
+        torch.manual_seed(config.train.seed)  # the same initial weights on every rank
+        self.data = TokenData(config.data, config.model.context_length, seed=config.train.seed + self.dist.rank)
+        if self.data.vocab_size > config.model.vocab_size:
+            raise ConfigValueError(
+                "vocab_size",
+                f"the shards use {self.data.vocab_size} token ids; the model has {config.model.vocab_size}",
+            )
+        self.model = Transformer(config.model).to(self.device)
+        self.optimizers = build_optimizers(self.model, config.optim)
+        self.out_dir = config.train.out_dir
+        self.step = 0
+        self.progress = progress and self.dist.main
+        os.makedirs(self.out_dir, exist_ok=True)
+        checkpoint = os.path.join(self.out_dir, LATEST)
+        if resume and os.path.exists(checkpoint):
+            self._restore(load_checkpoint(checkpoint, map_location=self.device))
+        model = torch.compile(self.model) if config.train.compile else self.model
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.train_model = model
+
+    def _restore(self, payload: dict) -> None:
+        saved = payload["config"]
+        if saved["model"] != self.config.to_dict()["model"]:
+            raise CheckpointError(
+                f"{self.out_dir}: the checkpoint is of another model ({saved['model']}); "
+                "use another out_dir or start over"
+            )
+        self.model.load_state_dict(payload["model"])
+        self.optimizers.load_state_dict(payload["optimizer"])
+        ranks = payload["data"]
+        if len(ranks) != self.dist.world:
+            raise CheckpointError(
+                f"the checkpoint was written by {len(ranks)} processes; this run has {self.dist.world}"
+            )
+        self.data.load_state_dict(ranks[self.dist.rank])
+        restore_rng(payload["rng"][self.dist.rank])
+        self.step = payload["step"]
+
+    def save(self) -> None:
+        data, rng = self.dist.gather(self.data.state_dict()), self.dist.gather(capture_rng())
+        if self.dist.main:
+            save_checkpoint(
+                os.path.join(self.out_dir, LATEST),
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizers.state_dict(),
+                    "step": self.step,
+                    "rng": rng,
+                    "data": data,
+                    "config": self.config.to_dict(),
+                    "tokenizer_dir": tokenizer_dir_for(self.config),
+                },
+            )
+        self.dist.barrier()
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _train_step(self) -> tuple[float, float]:
+        c = self.config
+        accum = c.train.grad_accum
+        total = 0.0
+        for micro in range(accum):
+            x, y = self.data.batch(c.train.batch_size)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            sync = contextlib.nullcontext()
+            if self.dist.world > 1 and micro < accum - 1:
+                sync = self.train_model.no_sync()
+            with sync:
+                with self._autocast():
+                    loss = cross_entropy(self.train_model(x), y)
+                (loss / accum).backward()
+            total += loss.item() / accum
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        self.optimizers.step()
+        self.optimizers.zero_grad()
+        return total, grad_norm
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Mean loss over the validation windows (the same windows every time); None without validation data."""
+        self.model.eval()
+        losses = []
+        for x, y in self.data.validation_batches(self.config.train.batch_size, self.config.train.eval_batches):
+            with self._autocast():
+                losses.append(cross_entropy(self.model(x.to(self.device)), y.to(self.device)).item())
+        self.model.train()
+        return sum(losses) / len(losses) if losses else None
+
+    def run(self, stop_after: int | None = None) -> dict:
+        """Train to ``train.steps`` (or stop after ``stop_after`` steps, as an interrupted run would);
+        returns the last metrics."""
+        c = self.config
+        tokens_per_step = c.train.batch_size * c.train.grad_accum * c.model.context_length * self.dist.world
+        flops = self.model.flops_per_token()["training"]
+        peak = peak_flops(self.device)
+        log = open(os.path.join(self.out_dir, "metrics.jsonl"), "a") if self.dist.main else None
+        last: dict = {}
+        bar = tqdm(
+            total=c.train.steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not self.progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        window_start, window_tokens = time.perf_counter(), 0
+        try:
+            while self.step < c.train.steps and (stop_after is None or self.step < stop_after):
+                lr = lr_at(self.step, c.train.steps, c.optim.lr, c.optim.min_lr, c.schedule)
+                self.optimizers.set_lr_scale(lr / c.optim.lr)
+                loss, grad_norm = self._train_step()
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"step {self.step + 1}: the loss is {loss}; lower the learning rate")
+                self.step += 1
+                window_tokens += tokens_per_step
+                last = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
+                if self.step % c.train.log_every == 0 or self.step == c.train.steps:
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    elapsed = time.perf_counter() - window_start
+                    last["tokens_per_s"] = window_tokens / elapsed
+                    if peak:
+                        last["mfu"] = last["tokens_per_s"] * flops / (peak * self.dist.world)
+                    window_start, window_tokens = time.perf_counter(), 0
+                if c.train.eval_every and (self.step % c.train.eval_every == 0 or self.step == c.train.steps):
+                    val = self.evaluate()
+                    if val is not None:
+                        last["val_loss"] = val
+                if log:
+                    log.write(json.dumps(last) + "\n")
+                    log.flush()
+                bar.set_postfix_str(
+                    f"loss {loss:.3f} lr {lr:.2e}"
+                    + (f" {last['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in last else ""),
+                    refresh=False,
+                )
+                bar.update(1)
+                if c.train.checkpoint_every and self.step % c.train.checkpoint_every == 0:
+                    self.save()
+            if self.step == c.train.steps:
+                self.save()
+        finally:
+            bar.close()
+            if log:
+                log.close()
+        return last
+
+
+def tokenizer_dir_for(config: TrainConfig) -> str:
+    """The tokenizer next to the training shards (``<stage>/tokenizer`` of a workflow run), if any."""
+    for pattern in config.data.train:
+        for prefix in find_shards(pattern)[:1]:
+            guess = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(prefix))), "tokenizer")
+            if os.path.exists(os.path.join(guess, "vocab.json")):
+                return guess
+    return ""
