@@ -56,8 +56,6 @@ def models(vocab, d, layers, heads, ff, context):
 
 
 def measure(shape, dtype: str, repeats: int, steps: int) -> tuple[float, float]:
-    from trainer.loop import cross_entropy
-
     _, vocab, d, layers, heads, ff, context, batch = shape
     ours, hf = models(vocab, d, layers, heads, ff, context)
     x = torch.randint(0, vocab, (batch, context))
@@ -70,7 +68,7 @@ def measure(shape, dtype: str, repeats: int, steps: int) -> tuple[float, float]:
 
     def step_ours():
         with autocast():
-            loss = cross_entropy(ours(x), y)
+            loss = ours(x, targets=y)  # the trainer's loss path (trainer/loss.py)
         loss.backward()
         opt_ours.step()
         opt_ours.zero_grad(set_to_none=True)

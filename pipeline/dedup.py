@@ -25,6 +25,7 @@ from pipeline.executor import Executor
 from pipeline.inputs import Shard
 from pipeline.phases import Work
 from pipeline.rundir import RunDir
+from pipeline.schema import build, resolve_paths
 from pipeline.shuffle import read_partition, write_partitions
 from pipeline.stages import Stage
 from pipeline.stats import StageStats
@@ -65,7 +66,17 @@ class GlobalContext:
 
 
 class GlobalStage(Stage):
-    """A stage that needs every shard of its input at once; it writes per-shard outputs like the others."""
+    """A stage that needs every shard of its input at once; it writes per-shard outputs like the others.
+    Its workflow table holds ``name`` and the fields of its ``options_type`` dataclass."""
+
+    options_type: ClassVar[type]
+
+    @classmethod
+    def from_table(cls, table: dict, *, file: str, key: str) -> "GlobalStage":
+        """The stage described by its workflow table; errors name ``file`` and ``key``."""
+        table = resolve_paths(cls.options_type, table, file)
+        options = build(cls.options_type, table, file=file, key=key, skip=("kind", "name"))
+        return cls(name=table.get("name", cls.kind), options=options)
 
     def run_global(self, ctx: GlobalContext) -> None:
         raise NotImplementedError  # pragma: no cover - interface

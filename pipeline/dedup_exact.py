@@ -23,7 +23,6 @@ from pipeline.dedup import (
     write_outputs,
 )
 from pipeline.phases import Work
-from pipeline.schema import build
 from pipeline.shuffle import partition_of, read_partition, write_partitions
 from pipeline.stats import StageStats
 
@@ -55,13 +54,7 @@ class ExactDedupStage(ClusterStage):
     kind: ClassVar[str] = "exact_dedup"
     name: str
     options: ExactDedupOptions
-
-    @classmethod
-    def from_table(cls, table: dict, *, file: str, key: str) -> "ExactDedupStage":
-        return cls(
-            name=table.get("name", cls.kind),
-            options=build(ExactDedupOptions, table, file=file, key=key, skip=("kind", "name")),
-        )
+    options_type: ClassVar[type] = ExactDedupOptions
 
     def run_global(self, ctx: GlobalContext) -> None:
         work = Work(ctx.run, self.name, ctx.executor)
@@ -128,13 +121,7 @@ class LineDedupStage(GlobalStage):
     kind: ClassVar[str] = "line_dedup"
     name: str
     options: LineDedupOptions
-
-    @classmethod
-    def from_table(cls, table: dict, *, file: str, key: str) -> "LineDedupStage":
-        return cls(
-            name=table.get("name", cls.kind),
-            options=build(LineDedupOptions, table, file=file, key=key, skip=("kind", "name")),
-        )
+    options_type: ClassVar[type] = LineDedupOptions
 
     def columns(self) -> list[pa.Field]:
         return [pa.field("lines_removed", pa.int64())]

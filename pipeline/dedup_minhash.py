@@ -21,7 +21,6 @@ from filters.dedup import MinHasher, MinHashParams, jaccard, shingle_set
 from pipeline.components import both_directions, connected_components, write_edges
 from pipeline.dedup import ClusterStage, GlobalContext, by_shard, nodes_of, shard_of
 from pipeline.phases import Work
-from pipeline.schema import build
 from pipeline.shuffle import partition_of, read_partition, write_partitions
 
 BANDS = pa.schema([("band", pa.int64()), ("key", pa.uint64()), ("node", pa.int64())])
@@ -57,13 +56,7 @@ class MinHashDedupStage(ClusterStage):
     kind: ClassVar[str] = "minhash_dedup"
     name: str
     options: MinHashOptions
-
-    @classmethod
-    def from_table(cls, table: dict, *, file: str, key: str) -> "MinHashDedupStage":
-        return cls(
-            name=table.get("name", cls.kind),
-            options=build(MinHashOptions, table, file=file, key=key, skip=("kind", "name")),
-        )
+    options_type: ClassVar[type] = MinHashOptions
 
     def run_global(self, ctx: GlobalContext) -> None:
         work = Work(ctx.run, self.name, ctx.executor)

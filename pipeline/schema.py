@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import tomllib
 import typing
 from typing import Any, Literal
 
@@ -21,6 +22,17 @@ class ConfigError(Exception):
         self.file = file
         self.key = key
         self.message = message
+
+
+def load_toml(path: str, what: str) -> dict:
+    """The TOML document in ``path``; a missing or malformed file is a :class:`ConfigError` naming it."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(path, "", f"no such {what}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
 
 
 class ByteSize(int):
@@ -62,6 +74,18 @@ def check_name(value: Any, *, file: str, key: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ConfigError(file, key, f"expected a name of letters, digits, '-' or '_', got {describe(value)}")
     return value
+
+
+def kind_and_name(entry: Any, registry: dict, *, file: str, key: str, what: str) -> tuple[str, str]:
+    """The ``kind`` (a key of ``registry``) and checked ``name`` (default: the kind) of one table in a list of
+    stages or filters; ``what`` names the kind in errors."""
+    if not isinstance(entry, dict):
+        raise ConfigError(file, key, "expected a table with a 'kind' key")
+    kind = entry.get("kind")
+    if kind not in registry:
+        expected = ", ".join(sorted(registry))
+        raise ConfigError(file, f"{key}.kind", f"unknown {what} {kind!r}; expected one of: {expected}")
+    return kind, check_name(entry.get("name", kind), file=file, key=f"{key}.name")
 
 
 def resolve_paths(cls: type, table: dict, file: str) -> dict:

@@ -22,7 +22,7 @@ from filters.warc import ReadIssue, iter_records
 from pipeline.docio import annotation_fields, document_schema, read_documents, write_documents
 from pipeline.inputs import Shard
 from pipeline.rundir import RunDir, open_input
-from pipeline.schema import ConfigError, build, check_name, resolve_paths
+from pipeline.schema import ConfigError, build, kind_and_name, resolve_paths
 from pipeline.stats import StageStats
 
 log = logging.getLogger("refinery")
@@ -141,14 +141,7 @@ class FilterStage(Stage):
         steps = []
         for i, entry in enumerate(entries):
             entry_key = f"{key}.filters[{i}]"
-            if not isinstance(entry, dict):
-                raise ConfigError(file, entry_key, "expected a table with a 'kind' key")
-            kind = entry.get("kind")
-            if kind not in FILTERS:
-                raise ConfigError(
-                    file, f"{entry_key}.kind", f"unknown filter {kind!r}; expected one of: {', '.join(sorted(FILTERS))}"
-                )
-            name = check_name(entry.get("name", kind), file=file, key=f"{entry_key}.name")
+            kind, name = kind_and_name(entry, FILTERS, file=file, key=entry_key, what="filter")
             filt = build(
                 FILTERS[kind],
                 resolve_paths(FILTERS[kind], entry, file),

@@ -29,7 +29,7 @@ from filters.base import Metric, ParamError, log_bins, require
 from pipeline.dedup import GlobalContext, GlobalStage
 from pipeline.phases import Work
 from pipeline.rundir import RunDir
-from pipeline.schema import ByteSize, build, resolve_paths
+from pipeline.schema import ByteSize
 from pipeline.stats import StageStats
 from tokenizer.bpe import Tokenizer
 from tokenizer.shards import ShardWriter
@@ -70,13 +70,7 @@ class TokenizeStage(GlobalStage):
     kind: ClassVar[str] = "tokenize"
     name: str
     options: TokenizeOptions
-
-    @classmethod
-    def from_table(cls, table: dict, *, file: str, key: str) -> "TokenizeStage":
-        options = build(
-            TokenizeOptions, resolve_paths(TokenizeOptions, table, file), file=file, key=key, skip=("kind", "name")
-        )
-        return cls(name=table.get("name", cls.kind), options=options)
+    options_type: ClassVar[type] = TokenizeOptions
 
     def tokenizer_dir(self, run: RunDir) -> str:
         return self.options.tokenizer or run.path(self.name, "tokenizer")

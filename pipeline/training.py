@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tomllib
 
-from pipeline.schema import ConfigError, build
+from pipeline.schema import ConfigError, build, load_toml
 from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
 from trainer.model import ModelConfig
@@ -25,13 +25,7 @@ SECTIONS = {
 def load_train_config(path: str, overrides: list[str] = ()) -> TrainConfig:
     """The training configuration in ``path`` with ``section.key=value`` overrides (values in TOML syntax);
     relative paths in the file are relative to it."""
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(path, "", "no such training configuration") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    table = load_toml(path, "training configuration")
     for item in overrides:
         dotted, sep, raw = item.partition("=")
         section, dot, key = dotted.strip().partition(".")

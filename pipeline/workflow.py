@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,7 +33,7 @@ from filters.base import ParamError
 from pipeline.dedup_exact import ExactDedupStage, LineDedupStage
 from pipeline.dedup_minhash import MinHashDedupStage
 from pipeline.inputs import InputFile, NoInputError, expand_inputs
-from pipeline.schema import ByteSize, ConfigError, build, check_name, describe
+from pipeline.schema import ByteSize, ConfigError, build, describe, kind_and_name, load_toml
 from pipeline.stages import ExtractStage, FilterStage, Stage
 from pipeline.tokenization import TokenizeStage
 
@@ -111,13 +110,7 @@ class Workflow:
 
 def load_workflow(path: str) -> Workflow:
     """Parse and validate the workflow file at ``path``, resolving its inputs; raises :class:`ConfigError`."""
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(path, "", "no such workflow file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    table = load_toml(path, "workflow file")
     for key in table:
         if key not in ("run", "input", "stages"):
             raise ConfigError(path, key, "unknown section; expected one of: input, run, stages")
@@ -141,14 +134,7 @@ def _stages(entries, path: str) -> list[Stage]:
     stages: list[Stage] = []
     for i, entry in enumerate(entries):
         key = f"stages[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(path, key, "expected a table")
-        kind = entry.get("kind")
-        if kind not in STAGE_KINDS:
-            raise ConfigError(
-                path, f"{key}.kind", f"unknown stage kind {kind!r}; expected one of: {', '.join(sorted(STAGE_KINDS))}"
-            )
-        name = check_name(entry.get("name", kind), file=path, key=f"{key}.name")
+        kind, name = kind_and_name(entry, STAGE_KINDS, file=path, key=key, what="stage kind")
         if any(s.name == name for s in stages):
             raise ConfigError(path, f"{key}.name", f"a stage named {name!r} comes earlier; names must be unique")
         if stages and isinstance(stages[-1], TokenizeStage):

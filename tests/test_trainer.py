@@ -20,7 +20,8 @@ from trainer.checkpoint import CheckpointError, load_checkpoint
 from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
 from trainer.generate import generate
-from trainer.loop import Trainer, cross_entropy
+from trainer.loop import Trainer
+from trainer.loss import cross_entropy, linear_cross_entropy
 from trainer.model import ModelConfig, RMSNorm, Transformer, apply_rope, reference_attention, rope_angles
 from trainer.optim import OptimConfig, build_optimizers, zeropower_newton_schulz
 from trainer.schedule import ScheduleConfig, lr_at
@@ -113,6 +114,40 @@ def test_cross_entropy_on_large_bf16_logits():
     reference = -logits.double().log_softmax(-1).gather(-1, targets[..., None]).mean()
     loss = cross_entropy(logits, targets)
     assert torch.isfinite(loss) and abs(loss.item() - reference.item()) < 1e-3 * max(1.0, reference.item())
+
+
+def test_blockwise_linear_cross_entropy_equals_logits_then_cross_entropy():
+    torch.manual_seed(5)
+    hidden = (torch.randn(3, 37, 24) * 4).requires_grad_()  # 111 rows: the last block is partial
+    weight = (torch.randn(300, 24) * 2).requires_grad_()
+    targets = torch.randint(0, 300, (3, 37))
+    expected = cross_entropy(hidden @ weight.t(), targets)
+    (2.5 * expected).backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    loss = linear_cross_entropy(hidden, weight, targets, block_rows=16)
+    (2.5 * loss).backward()  # the upstream gradient scales the precomputed ones
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(hidden.grad, grads[0])
+    torch.testing.assert_close(weight.grad, grads[1])
+    with torch.no_grad():
+        torch.testing.assert_close(linear_cross_entropy(hidden, weight, targets, block_rows=16), expected)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = linear_cross_entropy(hidden, weight, targets, block_rows=16)
+        low_expected = cross_entropy(hidden @ weight.t(), targets)
+    assert abs(low.item() - low_expected.item()) < 1e-2 * expected.item()
+
+
+def test_model_loss_path_equals_logits_path_with_tied_embeddings():
+    torch.manual_seed(6)
+    model = Transformer(ModelConfig(vocab_size=70, d_model=32, n_heads=4, n_layers=2, context_length=16))
+    x, y = torch.randint(0, 70, (3, 16)), torch.randint(0, 70, (3, 16))
+    cross_entropy(model(x), y).backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model(x, targets=y).backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], msg=name)
 
 
 def reference_adamw_step(params, grads, state, lr, betas, eps, weight_decay, step):

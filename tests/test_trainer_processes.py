@@ -16,7 +16,7 @@ from pipeline.training import load_train_config
 from tests.test_trainer import losses_by_step, shards  # noqa: F401 - the shards fixture
 from trainer.checkpoint import load_checkpoint
 from trainer.data import TokenData
-from trainer.loop import cross_entropy
+from trainer.loss import cross_entropy
 from trainer.model import Transformer
 from trainer.optim import build_optimizers
 from trainer.schedule import lr_at

@@ -12,7 +12,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from trainer.checkpoint import LATEST, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -28,6 +27,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 
 
 def peak_flops(device: torch.device) -> float | None:
+    """The dense bf16 peak FLOP/s of a known CUDA device (for MFU); None on CPU or an unknown GPU."""
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
@@ -68,11 +68,6 @@ def resolve_device(name: str, dist: Distributed) -> torch.device:
         torch.cuda.set_device(dist.local_rank)
         return torch.device("cuda", dist.local_rank)
     return torch.device("cpu")
-
-
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy, computed in float32 whatever the logits' dtype."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
 
 
 class Trainer:
@@ -160,7 +155,7 @@ class Trainer:
                 sync = self.train_model.no_sync()
             with sync:
                 with self._autocast():
-                    loss = cross_entropy(self.train_model(x), y)
+                    loss = self.train_model(x, targets=y)
                 (loss / accum).backward()
             total += loss.item() / accum
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -177,7 +172,7 @@ class Trainer:
         losses = []
         for x, y in self.data.validation_batches(self.config.train.batch_size, self.config.train.eval_batches):
             with self._autocast():
-                losses.append(cross_entropy(self.model(x.to(self.device)), y.to(self.device)).item())
+                losses.append(self.model(x.to(self.device), targets=y.to(self.device)).item())
         self.model.train()
         return sum(losses) / len(losses) if losses else None
 

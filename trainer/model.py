@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.errors import ConfigValueError
+from trainer.loss import linear_cross_entropy
 
 
 @dataclass(kw_only=True)
@@ -192,8 +193,12 @@ class Transformer(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (batch, time, vocab) of the tokens ``idx`` (batch, time), after those in ``cache``."""
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, targets: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (batch, time, vocab) of the tokens ``idx`` (batch, time), after those in ``cache``; given
+        ``targets`` (batch, time), the mean cross-entropy of predicting them instead, computed without
+        materializing the logits (trainer/loss.py)."""
         start = cache.length if cache is not None else 0
         t = idx.size(1)
         if start + t > self.config.context_length:
@@ -205,7 +210,8 @@ class Transformer(nn.Module):
         if cache is not None:
             cache.length += t
         x = self.norm(x)
-        return F.linear(x, self.embed.weight) if self.head is None else self.head(x)
+        weight = self.embed.weight if self.head is None else self.head.weight
+        return F.linear(x, weight) if targets is None else linear_cross_entropy(x, weight, targets)
 
     def num_parameters(self, embedding: bool = True) -> int:
         """Parameters (a tied embedding counted once), optionally without the input embedding."""
