@@ -70,18 +70,16 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("train", help="train a language model on token shards (resumes from its checkpoint)")
     p.add_argument("config", help="a training TOML file, e.g. workflows/train.toml")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a setting, e.g. --set train.steps=100 (repeatable)",
-    )
-    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in out_dir")
-    p.add_argument("--no-progress", action="store_true")
+    _add_run_options(p)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("generate", help="continue a prompt with a trained checkpoint")
+    p = sub.add_parser("sft", help="fine-tune on prompt/response or chat JSONL (resumes from its checkpoint)")
+    p.add_argument("config", help="a fine-tuning TOML file, e.g. workflows/sft.toml")
+    p.add_argument("--skip-bad-lines", action="store_true", help="count and skip malformed JSONL lines")
+    _add_run_options(p)
+    p.set_defaults(func=_sft)
+
+    p = sub.add_parser("generate", help="continue a prompt (or answer it, after fine-tuning) with a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint.pt, or the out_dir that holds it")
     p.add_argument("--prompt", required=True)
     p.add_argument("--tokenizer", help="tokenizer directory (default: the one recorded in the checkpoint)")
@@ -92,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eos-token", default="<|endoftext|>")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole sequence every step")
+    p.add_argument(
+        "--raw", action="store_true", help="continue the prompt as text even if the checkpoint has a chat template"
+    )
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("shards", help="inspect or verify token shards")
@@ -112,6 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options ``train`` and ``sft`` share: overrides, restart, progress bar."""
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a setting, e.g. --set train.steps=100 (repeatable)",
+    )
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in out_dir")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _run(args) -> int:
@@ -147,6 +161,15 @@ def _validate(args) -> int:
             sections = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError):
         sections = {}
+    if "stages" not in sections and {"init", "template", "loss", "eval"} & set(sections):  # a fine-tuning file
+        from pipeline.training import load_sft_config
+
+        config = load_sft_config(args.workflow)
+        print(
+            f"{args.workflow}: valid fine-tuning configuration; {config.model.n_layers} layers x "
+            f"{config.model.d_model}, {config.train.steps} steps"
+        )
+        return 0
     if "stages" not in sections and ("model" in sections or "data" in sections):  # a training file
         from pipeline.training import load_train_config
 
@@ -278,7 +301,19 @@ def _train(args) -> int:
     from trainer.loop import Trainer
 
     config = load_train_config(args.config, args.set)
-    trainer = Trainer(config, resume=not args.restart, progress=not args.no_progress)
+    return _fit(Trainer(config, resume=not args.restart, progress=not args.no_progress))
+
+
+def _sft(args) -> int:
+    from pipeline.training import load_sft_config
+    from trainer.sft import SFTTrainer
+
+    overrides = args.set + (["data.skip_bad_lines=true"] if args.skip_bad_lines else [])
+    config = load_sft_config(args.config, overrides)
+    return _fit(SFTTrainer(config, resume=not args.restart, progress=not args.no_progress))
+
+
+def _fit(trainer) -> int:
     m = trainer.model
     if trainer.dist.main:
         print(
@@ -289,12 +324,13 @@ def _train(args) -> int:
     last = trainer.run()
     if trainer.dist.main:
         print(json.dumps(last))
-        print(f"checkpoint and metrics.jsonl in {config.train.out_dir}")
+        print(f"checkpoint and metrics.jsonl in {trainer.config.train.out_dir}")
     return 0
 
 
 def _generate(args) -> int:
     from tokenizer.bpe import Tokenizer
+    from trainer.chat import ChatTemplate, CompiledTemplate
     from trainer.generate import generate, load_model
 
     path = os.path.join(args.checkpoint, "checkpoint.pt") if os.path.isdir(args.checkpoint) else args.checkpoint
@@ -303,21 +339,31 @@ def _generate(args) -> int:
     if not directory:
         raise ValueError("the checkpoint names no tokenizer: give --tokenizer DIR")
     tokenizer = Tokenizer.load(directory)
+    chat = (
+        None
+        if args.raw or "template" not in payload
+        else CompiledTemplate(ChatTemplate(**payload["template"]), tokenizer)
+    )
+    if chat:
+        prompt, stop = chat.prompt([("user", args.prompt)]), chat.stop_id
+    else:
+        prompt, stop = tokenizer.encode(args.prompt), tokenizer.special_ids.get(args.eos_token)
     out = generate(
         model,
-        tokenizer.encode(args.prompt),
+        prompt,
         args.max_new_tokens,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
-        eos_id=tokenizer.special_ids.get(args.eos_token),
+        eos_id=stop,
         seed=args.seed,
         use_cache=not args.no_cache,
     )
-    print(args.prompt + tokenizer.decode(out.tokens))
+    print(chat.answer(out.tokens) if chat else args.prompt + tokenizer.decode(out.tokens))
     print(
         f"\n[{len(out.tokens)} tokens; prefill {out.prefill_s * 1000:.1f} ms, decode "
-        f"{out.decode_tokens_per_s:.1f} tokens/s{'' if not args.no_cache else ', no KV cache'}]",
+        f"{out.decode_tokens_per_s:.1f} tokens/s{'' if not args.no_cache else ', no KV cache'}"
+        f"{', chat template' if chat else ''}]",
         file=sys.stderr,
     )
     return 0

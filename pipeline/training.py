@@ -1,5 +1,6 @@
-"""``refinery train`` and ``refinery generate``: a training TOML file, validated like workflow files, runs
-the trainer (:mod:`trainer`); a checkpoint and its tokenizer generate text."""
+"""``refinery train``, ``refinery sft`` and ``refinery generate``: training and fine-tuning TOML files,
+validated like workflow files (errors name the file, the key and what was expected), run the trainer
+(:mod:`trainer`); a checkpoint and its tokenizer generate text."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import os
 import tomllib
 
 from pipeline.schema import ConfigError, build, load_toml
+from trainer.chat import ChatTemplate
+from trainer.checkpoint import CheckpointError
 from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
 from trainer.model import ModelConfig
 from trainer.optim import OptimConfig
 from trainer.schedule import ScheduleConfig
+from trainer.sft import EvalConfig, InitConfig, LossConfig, SFTConfig, pretrained_model_config
+from trainer.sft_data import SFTDataConfig
 
 SECTIONS = {
     "model": ModelConfig,
@@ -20,12 +25,22 @@ SECTIONS = {
     "schedule": ScheduleConfig,
     "train": LoopConfig,
 }
+SFT_SECTIONS = {
+    **SECTIONS,
+    "init": InitConfig,
+    "data": SFTDataConfig,
+    "template": ChatTemplate,
+    "loss": LossConfig,
+    "eval": EvalConfig,
+}
+# keys holding paths, relative to the file that names them: (section, key)
+PATH_KEYS = [("data", "train"), ("data", "valid"), ("train", "out_dir"), ("init", "checkpoint"), ("init", "tokenizer")]
 
 
-def load_train_config(path: str, overrides: list[str] = ()) -> TrainConfig:
-    """The training configuration in ``path`` with ``section.key=value`` overrides (values in TOML syntax);
-    relative paths in the file are relative to it."""
-    table = load_toml(path, "training configuration")
+def _sections(path: str, overrides: list[str], allowed: dict, what: str) -> dict:
+    """The tables of ``path`` with ``section.key=value`` overrides (values in TOML syntax) and relative paths
+    made absolute."""
+    table = load_toml(path, what)
     for item in overrides:
         dotted, sep, raw = item.partition("=")
         section, dot, key = dotted.strip().partition(".")
@@ -37,19 +52,53 @@ def load_train_config(path: str, overrides: list[str] = ()) -> TrainConfig:
             value = raw.strip()  # a bare word: a string
         table.setdefault(section, {})[key] = value
     for name in table:
-        if name not in SECTIONS:
-            raise ConfigError(path, name, f"unknown section; expected one of: {', '.join(sorted(SECTIONS))}")
+        if name not in allowed:
+            raise ConfigError(path, name, f"unknown section; expected one of: {', '.join(sorted(allowed))}")
     if "data" not in table:
-        raise ConfigError(path, "data", "missing required section (the training shards)")
+        raise ConfigError(path, "data", "missing required section (the training data)")
     base = os.path.dirname(os.path.abspath(path))
-    data = dict(table["data"])
-    for key in ("train", "valid"):
-        if isinstance(data.get(key), list):
-            data[key] = [p if os.path.isabs(p) else os.path.join(base, p) for p in data[key] if isinstance(p, str)]
-    loop = dict(table.get("train", {}))
-    if isinstance(loop.get("out_dir"), str) and not os.path.isabs(loop["out_dir"]):
-        loop["out_dir"] = os.path.join(base, loop["out_dir"])
-    sections = {**table, "data": data, "train": loop}
+
+    def absolute(p):
+        return p if not isinstance(p, str) or not p or "://" in p or os.path.isabs(p) else os.path.join(base, p)
+
+    sections = {name: dict(t) if isinstance(t, dict) else t for name, t in table.items()}
+    for section, key in PATH_KEYS:
+        value = sections.get(section, {}).get(key) if isinstance(sections.get(section), dict) else None
+        if isinstance(value, list):
+            sections[section][key] = [absolute(p) for p in value]
+        elif isinstance(value, str):
+            sections[section][key] = absolute(value)
+    return sections
+
+
+def load_train_config(path: str, overrides: list[str] = ()) -> TrainConfig:
+    """The training configuration in ``path`` with ``section.key=value`` overrides; relative paths in the
+    file are relative to it."""
+    sections = _sections(path, overrides, SECTIONS, "training configuration")
     return TrainConfig(
         **{name: build(cls, sections.get(name, {}), file=path, key=name) for name, cls in SECTIONS.items()}
     )
+
+
+def load_sft_config(path: str, overrides: list[str] = ()) -> SFTConfig:
+    """The fine-tuning configuration in ``path``: the model comes from ``[init] checkpoint`` when one is
+    named (a ``[model]`` section is then an error), else from ``[model]``."""
+    sections = _sections(path, overrides, SFT_SECTIONS, "fine-tuning configuration")
+    sections.setdefault("train", {}).setdefault("eval_at_start", True)
+    built = {
+        name: build(cls, sections.get(name, {}), file=path, key=name)
+        for name, cls in SFT_SECTIONS.items()
+        if name != "model"
+    }
+    if built["init"].checkpoint:
+        if "model" in sections:
+            raise ConfigError(path, "model", "the model comes from [init] checkpoint; remove this section")
+        try:
+            model = pretrained_model_config(built["init"])
+        except CheckpointError as exc:
+            raise ConfigError(path, "init.checkpoint", str(exc)) from None
+    elif "model" not in sections:
+        raise ConfigError(path, "model", "missing: name [init] checkpoint, or describe a new [model]")
+    else:
+        model = build(ModelConfig, sections["model"], file=path, key="model")
+    return SFTConfig(model=model, **built)

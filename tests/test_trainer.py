@@ -221,12 +221,9 @@ def test_a_tiny_model_overfits_one_batch():
     assert loss.item() < 0.05
 
 
-def losses_by_step(path) -> dict[int, float]:
-    out = {}
-    for line in open(path):
-        row = json.loads(line)
-        out[row["step"]] = (row["loss"], row.get("val_loss"))
-    return out
+def losses_by_step(path) -> list[tuple]:
+    """(step, loss, validation loss) of every logged row, in order (a row logged twice would show)."""
+    return [(row["step"], row["loss"], row.get("val_loss")) for row in map(json.loads, open(path))]
 
 
 def test_resume_reproduces_the_uninterrupted_losses_exactly(shards, tmp_path):

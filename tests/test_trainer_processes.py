@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pipeline.training import load_train_config
+from tests.test_sft import tokenizer_dir  # noqa: F401 - a fixture
 from tests.test_trainer import losses_by_step, shards  # noqa: F401 - the shards fixture
 from trainer.checkpoint import load_checkpoint
 from trainer.data import TokenData
@@ -94,10 +95,59 @@ def test_ddp_on_two_processes_equals_one_process_with_both_batches(shards, tmp_p
     ranks = [TokenData(config.data, config.model.context_length, seed=config.train.seed + r) for r in (0, 1)]
     for step in range(8):
         optimizers.set_lr_scale(lr_at(step, 8, config.optim.lr, config.optim.min_lr, config.schedule) / config.optim.lr)
-        loss = sum(cross_entropy(model(x), y) for x, y in (data.batch(8) for data in ranks)) / 2
+        loss = sum(cross_entropy(model(b.inputs), b.targets) for b in (data.batch(8) for data in ranks)) / 2
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizers.step()
         optimizers.zero_grad()
     for name, value in model.state_dict().items():
         torch.testing.assert_close(payload["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_sft_ddp_on_two_processes_equals_one_process_with_both_batches(tokenizer_dir, tmp_path):  # noqa: F811
+    """Per-token normalization across ranks: rank r takes examples r, r+2, ... of the epoch's order, so two
+    ranks of 4 examples see what one process of 8 sees, and must end with the same weights."""
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    train = tmp_path / "train.jsonl"
+    train.write_text(
+        "".join(
+            json.dumps({"prompt": f"say {i}", "response": " ".join(words[: 1 + (i * 7) % 10])}) + "\n"
+            for i in range(16)
+        )
+    )
+
+    def write(name, batch_size):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(f"""
+[init]
+tokenizer = "{tokenizer_dir}"
+[model]
+vocab_size = 403
+context_length = 64
+d_model = 32
+n_layers = 2
+n_heads = 4
+[data]
+train = ["{train}"]
+[optim]
+lr = 3e-3
+[train]
+steps = 5
+batch_size = {batch_size}
+eval_every = 0
+checkpoint_every = 5
+eval_at_start = false
+out_dir = "{tmp_path / name}"
+""")
+        return str(path)
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = [f"{BIN}/torchrun", "--standalone", "--nproc_per_node=2", "-m", "pipeline", "sft", write("ddp", 4)]
+    run = subprocess.run([*ddp, "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = subprocess.run([f"{BIN}/refinery", "sft", write("one", 8), "--no-progress"], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    ddp_weights = load_checkpoint(str(tmp_path / "ddp" / "checkpoint.pt"))["model"]
+    one_weights = load_checkpoint(str(tmp_path / "one" / "checkpoint.pt"))["model"]
+    for name, tensor in one_weights.items():
+        torch.testing.assert_close(ddp_weights[name], tensor, rtol=1e-4, atol=1e-5)

@@ -93,6 +93,15 @@ class Tokenizer:
                 self._encode_ordinary(piece, out)
         return out
 
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Token ids of ``text`` with special tokens read as plain text (for user content, which must never
+        turn into a control token)."""
+        if self._tiktoken is not None:
+            return self._tiktoken.encode_ordinary(text)
+        out: list[int] = []
+        self._encode_ordinary(text, out)
+        return out
+
     def _pieces(self, text: str) -> Iterator[tuple[str, bool]]:
         if self._splitter is None:
             yield text, False

@@ -31,6 +31,7 @@ class LoopConfig:
     compile: bool = False
     eval_every: int = 100
     eval_batches: int = 20
+    eval_at_start: bool = False  # also evaluate before the first step (the baseline of a fine-tuning run)
     log_every: int = 10
     checkpoint_every: int = 200
     out_dir: str = "runs/train"
@@ -55,16 +56,3 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        optim = dict(d.get("optim", {}))
-        if "betas" in optim:
-            optim["betas"] = tuple(optim["betas"])
-        return cls(
-            model=ModelConfig(**d.get("model", {})),
-            data=DataConfig(**d["data"]),
-            optim=OptimConfig(**optim),
-            schedule=ScheduleConfig(**d.get("schedule", {})),
-            train=LoopConfig(**d.get("train", {})),
-        )

@@ -8,12 +8,31 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from tokenizer.shards import ShardReader
 from trainer.errors import ConfigValueError
+from trainer.loss import IGNORE
+
+
+class Batch(NamedTuple):
+    """One micro-batch: token ids, their next-token targets (``IGNORE`` where no loss is taken) and, for rows
+    that pack several examples, each position's example number (``segments``)."""
+
+    inputs: torch.Tensor  # (rows, length) int64
+    targets: torch.Tensor  # (rows, length) int64
+    segments: torch.Tensor | None = None  # (rows, length) int64
+
+    @property
+    def counted(self) -> int:
+        """How many targets enter the loss."""
+        return int((self.targets != IGNORE).sum())
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) if t is not None else None for t in self))
 
 
 @dataclass(kw_only=True)
@@ -74,8 +93,8 @@ class TokenData:
         self.generator = torch.Generator().manual_seed(seed)
         self.vocab_size = max(ShardReader(p).header["vocab_size"] for g in groups for p in g[0])
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``size`` random windows: inputs and targets, both (size, length), int64."""
+    def batch(self, size: int) -> Batch:
+        """``size`` random windows: inputs and targets, both (size, length)."""
         shards = torch.multinomial(self.probabilities, size, replacement=True, generator=self.generator)
         rows = []
         for s in shards.tolist():
@@ -108,6 +127,6 @@ class TokenData:
         self.generator.set_state(state["generator"])
 
 
-def _split(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(rows: list[np.ndarray]) -> Batch:
     window = torch.from_numpy(np.stack(rows))
-    return window[:, :-1], window[:, 1:]
+    return Batch(window[:, :-1], window[:, 1:])

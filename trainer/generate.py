@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from trainer.checkpoint import load_checkpoint
-from trainer.config import TrainConfig
-from trainer.model import KVCache, Transformer
+from trainer.model import KVCache, ModelConfig, Transformer
 
 
 @dataclass
@@ -81,8 +80,8 @@ def generate(
 
 
 def load_model(path: str, device: str = "cpu") -> tuple[Transformer, dict]:
-    """The model of a training checkpoint, and the checkpoint's payload."""
+    """The model of a training or fine-tuning checkpoint, and the checkpoint's payload."""
     payload = load_checkpoint(path, map_location=device)
-    model = Transformer(TrainConfig.from_dict(payload["config"]).model)
+    model = Transformer(ModelConfig(**payload["config"]["model"]))
     model.load_state_dict(payload["model"])
     return model.to(device), payload

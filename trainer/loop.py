@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from trainer.checkpoint import LATEST, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.data import TokenData, find_shards
+from trainer.data import Batch, TokenData, find_shards
 from trainer.errors import ConfigValueError
 from trainer.model import Transformer
 from trainer.optim import build_optimizers
@@ -82,13 +82,13 @@ class Trainer:
             torch.bfloat16 if (dtype == "bfloat16" or (dtype == "auto" and self.device.type == "cuda")) else None
         )
         torch.manual_seed(config.train.seed)  # the same initial weights on every rank
-        self.data = TokenData(config.data, config.model.context_length, seed=config.train.seed + self.dist.rank)
+        self.data = self._build_data()
         if self.data.vocab_size > config.model.vocab_size:
             raise ConfigValueError(
                 "vocab_size",
-                f"the shards use {self.data.vocab_size} token ids; the model has {config.model.vocab_size}",
+                f"the data uses {self.data.vocab_size} token ids; the model has {config.model.vocab_size}",
             )
-        self.model = Transformer(config.model).to(self.device)
+        self.model = self._build_model().to(self.device)
         self.optimizers = build_optimizers(self.model, config.optim)
         self.out_dir = config.train.out_dir
         self.step = 0
@@ -102,6 +102,19 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.train_model = model
+
+    def _build_data(self) -> TokenData:
+        """The training and validation data (a fine-tuning trainer overrides this)."""
+        c = self.config
+        return TokenData(c.data, c.model.context_length, seed=c.train.seed + self.dist.rank)
+
+    def _build_model(self) -> Transformer:
+        """The model before any checkpoint is restored: freshly initialized weights."""
+        return Transformer(self.config.model)
+
+    def checkpoint_extras(self) -> dict:
+        """What a checkpoint records beside the training state: here the tokenizer next to the shards."""
+        return {"tokenizer_dir": tokenizer_dir_for(self.config)}
 
     def _restore(self, payload: dict) -> None:
         saved = payload["config"]
@@ -133,7 +146,7 @@ class Trainer:
                     "rng": rng,
                     "data": data,
                     "config": self.config.to_dict(),
-                    "tokenizer_dir": tokenizer_dir_for(self.config),
+                    **self.checkpoint_extras(),
                 },
             )
         self.dist.barrier()
@@ -143,47 +156,76 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _train_step(self) -> tuple[float, float]:
+    def _normalizer(self, batches: list[Batch]) -> float:
+        """What a step's summed loss is divided by: its counted targets on all ranks (a mean per token), over
+        the number of ranks because DDP averages the ranks' gradients."""
+        count = sum(b.counted for b in batches)
+        if self.dist.world > 1:
+            total = torch.tensor(float(count), device=self.device)
+            torch.distributed.all_reduce(total)
+            return max(float(total), 1.0) / self.dist.world
+        return max(float(count), 1.0)
+
+    def _train_step(self) -> tuple[float, float, int]:
+        """One optimizer step over ``grad_accum`` micro-batches; the loss (mean per counted target on this
+        rank), the gradient norm before clipping and the positions this rank processed."""
         c = self.config
-        accum = c.train.grad_accum
+        batches = [self.data.batch(c.train.batch_size) for _ in range(c.train.grad_accum)]
+        normalizer = self._normalizer(batches)
         total = 0.0
-        for micro in range(accum):
-            x, y = self.data.batch(c.train.batch_size)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        for micro, batch in enumerate(batches):
+            batch = batch.to(self.device)
             sync = contextlib.nullcontext()
-            if self.dist.world > 1 and micro < accum - 1:
+            if self.dist.world > 1 and micro < len(batches) - 1:
                 sync = self.train_model.no_sync()
             with sync:
                 with self._autocast():
-                    loss = self.train_model(x, targets=y)
-                (loss / accum).backward()
-            total += loss.item() / accum
+                    loss = self.train_model(
+                        batch.inputs, targets=batch.targets, segments=batch.segments, reduction="sum"
+                    )
+                (loss / normalizer).backward()
+            total += loss.item()
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         self.optimizers.step()
         self.optimizers.zero_grad()
-        return total, grad_norm
+        return total / max(sum(b.counted for b in batches), 1), grad_norm, sum(b.inputs.numel() for b in batches)
 
     @torch.no_grad()
-    def evaluate(self) -> float | None:
-        """Mean loss over the validation windows (the same windows every time); None without validation data."""
+    def evaluate(self) -> dict:
+        """``val_loss``: the mean loss per target over the validation windows (the same every time); empty
+        without validation data."""
         self.model.eval()
-        losses = []
-        for x, y in self.data.validation_batches(self.config.train.batch_size, self.config.train.eval_batches):
+        loss, count = 0.0, 0
+        for batch in self.data.validation_batches(self.config.train.batch_size, self.config.train.eval_batches):
+            batch = batch.to(self.device)
             with self._autocast():
-                losses.append(self.model(x.to(self.device), targets=y.to(self.device)).item())
+                loss += self.model(batch.inputs, targets=batch.targets, reduction="sum").item()
+            count += batch.counted
         self.model.train()
-        return sum(losses) / len(losses) if losses else None
+        return {"val_loss": loss / count} if count else {}
+
+    def _open_metrics(self):
+        """``metrics.jsonl`` for appending, holding only the rows up to the step this run starts from: a
+        fresh run starts it empty, a resumed one drops rows logged after its checkpoint (they are redone)."""
+        path = os.path.join(self.out_dir, "metrics.jsonl")
+        kept = []
+        if self.step and os.path.exists(path):
+            with open(path) as f:
+                kept = [line for line in f if _logged_step(line) <= self.step]
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+        return open(path, "a")
 
     def run(self, stop_after: int | None = None) -> dict:
         """Train to ``train.steps`` (or stop after ``stop_after`` steps, as an interrupted run would);
         returns the last metrics."""
         c = self.config
-        tokens_per_step = c.train.batch_size * c.train.grad_accum * c.model.context_length * self.dist.world
         flops = self.model.flops_per_token()["training"]
         peak = peak_flops(self.device)
-        log = open(os.path.join(self.out_dir, "metrics.jsonl"), "a") if self.dist.main else None
+        log = self._open_metrics() if self.dist.main else None
         last: dict = {}
         bar = tqdm(
             total=c.train.steps,
@@ -194,16 +236,22 @@ class Trainer:
             file=sys.stderr,
             dynamic_ncols=True,
         )
+        if c.train.eval_at_start and self.step == 0:
+            first = {"step": 0, **self.evaluate()}
+            if log:
+                log.write(json.dumps(first) + "\n")
+            if self.dist.main:
+                tqdm.write(f"before training: {json.dumps(first)}", file=sys.stderr)
         window_start, window_tokens = time.perf_counter(), 0
         try:
             while self.step < c.train.steps and (stop_after is None or self.step < stop_after):
                 lr = lr_at(self.step, c.train.steps, c.optim.lr, c.optim.min_lr, c.schedule)
                 self.optimizers.set_lr_scale(lr / c.optim.lr)
-                loss, grad_norm = self._train_step()
+                loss, grad_norm, positions = self._train_step()
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"step {self.step + 1}: the loss is {loss}; lower the learning rate")
                 self.step += 1
-                window_tokens += tokens_per_step
+                window_tokens += positions * self.dist.world
                 last = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
                 if self.step % c.train.log_every == 0 or self.step == c.train.steps:
                     if self.device.type == "cuda":
@@ -214,9 +262,7 @@ class Trainer:
                         last["mfu"] = last["tokens_per_s"] * flops / (peak * self.dist.world)
                     window_start, window_tokens = time.perf_counter(), 0
                 if c.train.eval_every and (self.step % c.train.eval_every == 0 or self.step == c.train.steps):
-                    val = self.evaluate()
-                    if val is not None:
-                        last["val_loss"] = val
+                    last.update(self.evaluate())
                 if log:
                     log.write(json.dumps(last) + "\n")
                     log.flush()
@@ -235,6 +281,14 @@ class Trainer:
             if log:
                 log.close()
         return last
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics line; infinity for a line cut short by a kill (dropped on resume)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def tokenizer_dir_for(config: TrainConfig) -> str:

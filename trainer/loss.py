@@ -16,34 +16,49 @@ import torch
 import torch.nn.functional as F
 
 BLOCK_ROWS = 256  # measured best on CPU for vocabularies of 2k-32k (benchmarks/README.md)
+IGNORE = -100  # a target that takes no part in the loss: a prompt token, padding (PyTorch's ignore_index)
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy, computed in float32 whatever the logits' dtype."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy over the targets that are not :data:`IGNORE` (their mean or sum), computed
+    in float32 whatever the logits' dtype."""
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE, reduction=reduction
+    )
 
 
 def linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, block_rows: int = BLOCK_ROWS
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    reduction: str = "mean",
+    block_rows: int = BLOCK_ROWS,
 ) -> torch.Tensor:
-    """Mean cross-entropy of the logits ``hidden @ weight.T`` (hidden: (..., d), weight: (vocab, d),
-    targets: (...)), block by block on CPU; under autocast the matmuls run in the autocast dtype, the softmax
-    in float32."""
-    if hidden.device.type != "cpu" or torch.compiler.is_compiling():
-        return cross_entropy(F.linear(hidden, weight), targets)
+    """Cross-entropy (``reduction`` "mean" or "sum") of the logits ``hidden @ weight.T`` (hidden: (..., d),
+    weight: (vocab, d), targets: (...)), block by block on CPU; positions whose target is :data:`IGNORE`
+    are left out before the LM head is applied. Under autocast the matmuls run in the autocast dtype, the
+    softmax in float32."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     hidden = hidden.reshape(-1, hidden.size(-1))
     targets = targets.reshape(-1)
+    if hidden.device.type != "cpu" or torch.compiler.is_compiling():
+        return cross_entropy(F.linear(hidden, weight), targets, reduction)
+    counted = targets != IGNORE
+    if not bool(counted.all()):
+        hidden, targets = hidden[counted], targets[counted]
+    divisor = len(targets) if reduction == "mean" else 1
     device = hidden.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
-        return _LinearCrossEntropy.apply(hidden, weight, targets, dtype, block_rows)
+        return _LinearCrossEntropy.apply(hidden, weight, targets, dtype, block_rows, divisor)
     with torch.autocast(device, enabled=False):
         h, w = hidden.to(dtype), weight.to(dtype)
         total = sum(
             _block_losses(h[s : s + block_rows], w, targets[s : s + block_rows])[0].sum()
             for s in range(0, len(targets), block_rows)
         )
-    return total / len(targets)
+    return total / divisor
 
 
 def _block_losses(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -54,33 +69,33 @@ def _block_losses(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> tuple[to
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Forward computes the loss and both gradients (for a loss of weight 1); backward scales them."""
+    """Forward computes the loss (the sum of the rows' losses over ``divisor``) and both gradients (for a
+    loss of weight 1); backward scales them."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, dtype, block_rows):
-        n = len(targets)
+    def forward(ctx, hidden, weight, targets, dtype, block_rows, divisor):
         with torch.autocast(hidden.device.type, enabled=False):
             h, w = hidden.to(dtype), weight.to(dtype)
             grad_h = torch.empty_like(hidden)
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            for s in range(0, n, block_rows):
+            for s in range(0, len(targets), block_rows):
                 hb, yb = h[s : s + block_rows], targets[s : s + block_rows]
                 losses, logits, lse = _block_losses(hb, w, yb)
                 total += losses.sum()
-                # d(mean loss)/d(logits) = (softmax - one_hot) / n, built in place over the logits
+                # d(loss)/d(logits) = (softmax - one_hot) / divisor, built in place over the logits
                 grad = logits.sub_(lse[:, None]).exp_()
                 grad[torch.arange(len(yb), device=grad.device), yb] -= 1.0
-                grad = grad.div_(n).to(dtype)
+                grad = grad.div_(divisor).to(dtype)
                 grad_h[s : s + block_rows] = grad @ w
                 if dtype == torch.float32:
                     grad_w.addmm_(grad.t(), hb)
                 else:
                     grad_w += grad.t() @ hb
         ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
-        return total / n
+        return total / divisor
 
     @staticmethod
     def backward(ctx, grad_loss):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_loss, grad_w * grad_loss, None, None, None
+        return grad_h * grad_loss, grad_w * grad_loss, None, None, None, None

@@ -3,7 +3,9 @@ optional grouped-query heads, SwiGLU feed-forward), final RMSNorm, LM head (tied
 
 Attention runs through ``scaled_dot_product_attention`` (``attention = "sdpa"``) or a plain implementation
 (``"reference"``) that the tests compare it with. A :class:`KVCache` serves generation: the prompt is
-prefilled at once, then one token at a time attends to the cache.
+prefilled at once, then one token at a time attends to the cache. Rows that pack several examples
+(``segments``) attend within each example only, with positions restarting at every example, so a packed row
+computes exactly what its examples would compute one by one.
 """
 
 from __future__ import annotations
@@ -83,14 +85,30 @@ def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * angles).flatten(-2).type_as(x)
 
 
-def reference_attention(q, k, v, causal: bool) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v with an optional causal mask aligned to the end (for a KV cache)."""
+def reference_attention(q, k, v, causal: bool, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v with an optional causal mask aligned to the end (for a KV cache), or an
+    explicit boolean ``mask`` (True: may attend)."""
     scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.size(-1))
-    if causal:
+    if causal and mask is None:
         tq, tk = q.size(-2), k.size(-2)
         mask = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=tk - tq)
+    if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return (scores.softmax(-1) @ v.float()).type_as(q)
+
+
+def packed_positions_and_mask(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For rows of consecutive examples (``segments``: (batch, time), the example number of each position),
+    each position's index within its example and the attention mask (batch, 1, time, time) that lets a
+    position see only the earlier positions of its own example."""
+    t = segments.size(1)
+    index = torch.arange(t, device=segments.device).expand_as(segments)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    causal = torch.ones(t, t, dtype=torch.bool, device=segments.device).tril()
+    mask = (segments[:, :, None] == segments[:, None, :]) & causal
+    return index - first, mask[:, None]
 
 
 class KVCache:
@@ -119,7 +137,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(config.d_model, (config.n_heads + 2 * config.n_kv_heads) * config.head_dim, bias=False)
         self.out = nn.Linear(config.d_model, config.d_model, bias=False)
 
-    def forward(self, x, angles, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x, angles, cache: KVCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
         b, t, _ = x.shape
         q, k, v = self.qkv(x).split(
@@ -135,7 +153,9 @@ class Attention(nn.Module):
             repeat = c.n_heads // c.n_kv_heads
             k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
         if c.attention == "reference":
-            y = reference_attention(q, k, v, causal=True)
+            y = reference_attention(q, k, v, causal=True, mask=mask)
+        elif mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         elif t == k.size(2):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         elif t == 1:
@@ -167,8 +187,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x, angles, cache=None):
-        x = x + self.attn(self.attn_norm(x), angles, cache)
+    def forward(self, x, angles, cache=None, mask=None):
+        x = x + self.attn(self.attn_norm(x), angles, cache, mask)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -194,24 +214,38 @@ class Transformer(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
 
     def forward(
-        self, idx: torch.Tensor, cache: KVCache | None = None, targets: torch.Tensor | None = None
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        targets: torch.Tensor | None = None,
+        *,
+        segments: torch.Tensor | None = None,
+        reduction: str = "mean",
     ) -> torch.Tensor:
         """Logits (batch, time, vocab) of the tokens ``idx`` (batch, time), after those in ``cache``; given
-        ``targets`` (batch, time), the mean cross-entropy of predicting them instead, computed without
-        materializing the logits (trainer/loss.py)."""
+        ``targets`` (batch, time; ``IGNORE`` where no loss is taken), the cross-entropy of predicting them
+        instead ("mean" or "sum" over the counted targets), computed without materializing the logits
+        (trainer/loss.py). ``segments`` (batch, time) marks the examples packed into each row."""
         start = cache.length if cache is not None else 0
         t = idx.size(1)
         if start + t > self.config.context_length:
             raise ValueError(f"{start + t} positions exceed the context length {self.config.context_length}")
-        angles = self.rope[start : start + t]
+        mask = None
+        if segments is None:
+            angles = self.rope[start : start + t]
+        else:
+            if cache is not None:
+                raise ValueError("packed rows (segments) cannot be decoded against a KV cache")
+            positions, mask = packed_positions_and_mask(segments)
+            angles = self.rope[positions][:, None]  # (batch, 1, time, head_dim / 2): one angle per row and head
         x = self.embed(idx)
         for block in self.blocks:
-            x = block(x, angles, cache)
+            x = block(x, angles, cache, mask)
         if cache is not None:
             cache.length += t
         x = self.norm(x)
         weight = self.embed.weight if self.head is None else self.head.weight
-        return F.linear(x, weight) if targets is None else linear_cross_entropy(x, weight, targets)
+        return F.linear(x, weight) if targets is None else linear_cross_entropy(x, weight, targets, reduction)
 
     def num_parameters(self, embedding: bool = True) -> int:
         """Parameters (a tied embedding counted once), optionally without the input embedding."""

@@ -1,0 +1,202 @@
+"""Supervised fine-tuning: maximize p(response | prompt) on conversations, reusing the trainer's loop,
+optimizers, schedules, checkpoints and logging (:class:`SFTTrainer` changes only the data, the starting
+weights, the loss normalizer and the evaluation).
+
+::
+
+    [init]      checkpoint = "runs/train-demo"      (a pretraining checkpoint; omit to start from [model])
+    [data]      train = ["data/sft/train.jsonl"], valid = [...], pack = false
+    [template]  user = "<|user|>\\n{content}\\n", assistant = "<|assistant|>\\n{content}<|endoftext|>"
+    [loss]      normalization = "tokens" (mean per response token) or "constant" (sum / constant)
+    [eval]      examples = 200, max_new_tokens = 16  (exact match of greedy answers on held-out examples)
+    [optim] [schedule] [train]  as for pretraining
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+
+from tokenizer.bpe import Tokenizer
+from trainer.chat import ChatTemplate, CompiledTemplate
+from trainer.checkpoint import load_checkpoint
+from trainer.config import LoopConfig
+from trainer.data import Batch
+from trainer.errors import ConfigValueError
+from trainer.generate import generate
+from trainer.loop import Trainer
+from trainer.loss import IGNORE
+from trainer.model import ModelConfig, Transformer
+from trainer.optim import OptimConfig
+from trainer.schedule import ScheduleConfig
+from trainer.sft_data import SFTData, SFTDataConfig, encode_examples, read_conversations
+
+
+@dataclass(kw_only=True)
+class InitConfig:
+    checkpoint: str = ""  # a training checkpoint (or the out_dir holding it); "" starts from random weights
+    tokenizer: str = ""  # a tokenizer directory; default: the one the checkpoint names
+
+    def checkpoint_file(self) -> str:
+        if os.path.isdir(self.checkpoint):
+            return os.path.join(self.checkpoint, "checkpoint.pt")
+        return self.checkpoint
+
+
+@dataclass(kw_only=True)
+class LossConfig:
+    normalization: Literal["tokens", "constant"] = "tokens"
+    constant: float = 0.0  # with "constant": a step's summed loss is divided by this (e.g. tokens per step)
+
+    def __post_init__(self):
+        if self.normalization == "constant" and self.constant <= 0:
+            raise ConfigValueError("constant", 'must be > 0 with normalization = "constant"')
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    examples: int = 200  # held-out examples whose greedy answer is compared with the reference; 0: none
+    max_new_tokens: int = 32
+
+    def __post_init__(self):
+        if self.examples < 0 or self.max_new_tokens < 1:
+            raise ConfigValueError("examples", "expected examples >= 0 and max_new_tokens >= 1")
+
+
+@dataclass(kw_only=True)
+class SFTConfig:
+    model: ModelConfig
+    init: InitConfig = field(default_factory=InitConfig)
+    data: SFTDataConfig
+    template: ChatTemplate = field(default_factory=ChatTemplate)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: LoopConfig = field(default_factory=lambda: LoopConfig(eval_at_start=True))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pretrained_model_config(init: InitConfig) -> ModelConfig:
+    """The model configuration of the checkpoint to start from."""
+    return ModelConfig(**load_checkpoint(init.checkpoint_file())["config"]["model"])
+
+
+class SFTTrainer(Trainer):
+    """Fine-tunes on conversations: loss on the assistant's tokens only, held-out loss, entropy, response
+    log-probability and exact-match accuracy of greedy answers."""
+
+    config: SFTConfig
+
+    def __init__(self, config: SFTConfig, *, resume: bool = True, progress: bool = True):
+        self._pretrained = load_checkpoint(config.init.checkpoint_file()) if config.init.checkpoint else None
+        directory = config.init.tokenizer or (self._pretrained or {}).get("tokenizer_dir", "")
+        if not directory:
+            raise ConfigValueError("init.tokenizer", "no tokenizer: name a tokenizer directory")
+        self.tokenizer_dir = directory
+        self.template = CompiledTemplate(config.template, Tokenizer.load(directory))
+        self.counts: Counter = Counter()
+        super().__init__(config, resume=resume, progress=progress)
+
+    def _build_data(self) -> SFTData:
+        c = self.config
+        length = c.model.context_length
+        train = read_conversations(c.data.train, c.data.skip_bad_lines, self.counts)
+        valid = read_conversations(c.data.valid, c.data.skip_bad_lines, self.counts) if c.data.valid else []
+        self.valid_conversations = valid
+        examples = encode_examples(train, self.template, length, self.counts)
+        held_out = encode_examples(valid, self.template, length, Counter())
+        if self.dist.main:
+            counted = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(self.counts.items()))
+            print(
+                f"sft data: {len(examples)} training examples, {len(held_out)} held out"
+                + (f"; {counted}" if counted else ""),
+                file=sys.stderr,
+            )
+        return SFTData(
+            examples,
+            held_out,
+            context_length=length,
+            pack=c.data.pack,
+            seed=c.train.seed,
+            rank=self.dist.rank,
+            world=self.dist.world,
+            vocab_size=len(self.template.tokenizer),
+        )
+
+    def _build_model(self) -> Transformer:
+        model = Transformer(self.config.model)
+        if self._pretrained is not None:
+            model.load_state_dict(self._pretrained.pop("model"))
+        return model
+
+    def checkpoint_extras(self) -> dict:
+        return {
+            "tokenizer_dir": self.tokenizer_dir,
+            "template": asdict(self.config.template),
+            "data_counts": dict(self.counts),
+        }
+
+    def _normalizer(self, batches: list[Batch]) -> float:
+        if self.config.loss.normalization == "constant":
+            return self.config.loss.constant
+        return super()._normalizer(batches)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Held-out ``val_loss`` (per response token), ``val_entropy`` (mean entropy of the predicted
+        distribution at response tokens), ``val_response_logprob`` (mean over examples of log p(response |
+        prompt)) and ``val_exact_match`` (greedy answers equal to the reference, stripped)."""
+        self.model.eval()
+        loss = entropy = count = 0.0
+        logprobs: list[float] = []
+        for batch in self.data.validation_batches(self.config.train.batch_size, self.config.train.eval_batches):
+            batch = batch.to(self.device)
+            with self._autocast():
+                logits = self.model(batch.inputs)
+            log_p = torch.log_softmax(logits.float(), dim=-1)
+            counted = batch.targets != IGNORE
+            token_logp = log_p.gather(-1, batch.targets.clamp_min(0)[..., None]).squeeze(-1) * counted
+            token_entropy = -(log_p.exp() * log_p).sum(-1) * counted
+            loss -= float(token_logp.sum())
+            entropy += float(token_entropy.sum())
+            count += float(counted.sum())
+            logprobs += token_logp.sum(-1).tolist()
+        metrics = {}
+        if count:
+            metrics = {
+                "val_loss": loss / count,
+                "val_entropy": entropy / count,
+                "val_response_logprob": sum(logprobs) / len(logprobs),
+            }
+        if self.config.eval.examples and self.valid_conversations:
+            metrics["val_exact_match"] = self.exact_match(self.valid_conversations[: self.config.eval.examples])
+        self.model.train()
+        return metrics
+
+    def exact_match(self, conversations) -> float:
+        """The share of conversations whose last assistant turn the model reproduces greedily (stripped)."""
+        hits = 0
+        for conversation in conversations:
+            last = max(i for i, (role, _) in enumerate(conversation) if role == "assistant")
+            prompt = self.template.prompt(conversation[:last])
+            room = self.config.model.context_length - len(prompt)
+            if room < 1:
+                continue  # a prompt that fills the context cannot be answered: a miss
+            out = generate(
+                self.model,
+                prompt,
+                min(self.config.eval.max_new_tokens, room),
+                temperature=0,
+                eos_id=self.template.stop_id,
+            )
+            hits += self.template.answer(out.tokens).strip() == conversation[last][1].strip()
+        return hits / len(conversations) if conversations else math.nan
