@@ -60,6 +60,28 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--workers", type=int, help="processes (default: all CPUs)")
     t.set_defaults(func=_train_tokenizer)
 
+    p = sub.add_parser("quality", help="train a fastText quality classifier for the quality_classifier filter")
+    qsub = p.add_subparsers(dest="action", required=True)
+    q = qsub.add_parser("train", help="train on positive (high-quality) and negative text; print held-out scores")
+    q.add_argument(
+        "--positive", nargs="+", required=True, help="files, directories or globs: WARC, Parquet, JSONL, text"
+    )
+    q.add_argument("--negative", nargs="+", required=True, help="the same, for low-quality text")
+    q.add_argument("--output", required=True, help="model file (.bin, or .ftz to quantize)")
+    q.add_argument("--valid-fraction", type=float, default=0.1, help="held-out share of documents (default 0.1)")
+    q.add_argument("--epoch", type=int, default=5)
+    q.add_argument("--lr", type=float, default=0.1)
+    q.add_argument("--word-ngrams", type=int, default=2)
+    q.add_argument("--dim", type=int, default=64)
+    q.add_argument("--bucket", type=int, default=1_000_000, help="hash buckets for word n-grams (default 1M)")
+    q.add_argument("--min-chars", type=int, default=100, help="skip shorter documents (default 100)")
+    q.add_argument(
+        "--chunk-words", type=int, default=0, help="train on passages of this many words (default: documents)"
+    )
+    q.add_argument("--no-balance", action="store_true", help="do not repeat the smaller class to the larger's size")
+    q.add_argument("--threads", type=int, help="training threads (default: all CPUs; 1 is reproducible)")
+    q.set_defaults(func=_train_quality)
+
     p = sub.add_parser("tokenize", help="encode files into packed token shards, one shard per file, in parallel")
     p.add_argument("inputs", nargs="+", help="text files (documents separated by --eos-token) or Parquet files")
     p.add_argument("--tokenizer", required=True, help="a tokenizer directory (refinery or GPT-2 files)")
@@ -162,9 +184,13 @@ def _validate(args) -> int:
     except (OSError, tomllib.TOMLDecodeError):
         sections = {}
     if "stages" not in sections and {"init", "template", "loss", "eval"} & set(sections):  # a fine-tuning file
-        from pipeline.training import load_sft_config
+        from pipeline.training import MissingCheckpoint, load_sft_config
 
-        config = load_sft_config(args.workflow)
+        try:
+            config = load_sft_config(args.workflow)
+        except MissingCheckpoint as exc:  # every other section was checked before the checkpoint
+            print(f"{args.workflow}: valid fine-tuning configuration, but {exc.message} yet (train it first)")
+            return 0
         print(
             f"{args.workflow}: valid fine-tuning configuration; {config.model.n_layers} layers x "
             f"{config.model.d_model}, {config.train.steps} steps"
@@ -235,6 +261,29 @@ def _train_tokenizer(args) -> int:
         args.inputs, args.output, args.vocab_size, args.special_tokens or ["<|endoftext|>"], args.workers
     )
     print(f"tokenizer {tokenizer.hash}: {len(tokenizer)} tokens, {len(tokenizer.merges)} merges -> {args.output}")
+    return 0
+
+
+def _train_quality(args) -> int:
+    from pipeline.quality import train_quality_classifier
+
+    report = train_quality_classifier(
+        args.positive,
+        args.negative,
+        args.output,
+        valid_fraction=args.valid_fraction,
+        epoch=args.epoch,
+        lr=args.lr,
+        word_ngrams=args.word_ngrams,
+        dim=args.dim,
+        bucket=args.bucket,
+        min_chars=args.min_chars,
+        chunk_words=args.chunk_words,
+        balance=not args.no_balance,
+        threads=args.threads,
+    )
+    print(report.render())
+    print(f'model -> {args.output} (label "hq"; use it with kind = "quality_classifier", model = "{args.output}")')
     return 0
 
 

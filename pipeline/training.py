@@ -59,7 +59,9 @@ def _sections(path: str, overrides: list[str], allowed: dict, what: str) -> dict
     base = os.path.dirname(os.path.abspath(path))
 
     def absolute(p):
-        return p if not isinstance(p, str) or not p or "://" in p or os.path.isabs(p) else os.path.join(base, p)
+        if not isinstance(p, str) or not p or "://" in p or os.path.isabs(p):
+            return p
+        return os.path.normpath(os.path.join(base, p))
 
     sections = {name: dict(t) if isinstance(t, dict) else t for name, t in table.items()}
     for section, key in PATH_KEYS:
@@ -80,6 +82,10 @@ def load_train_config(path: str, overrides: list[str] = ()) -> TrainConfig:
     )
 
 
+class MissingCheckpoint(ConfigError):
+    """The ``[init] checkpoint`` of a fine-tuning file does not exist (yet): the model is unknown."""
+
+
 def load_sft_config(path: str, overrides: list[str] = ()) -> SFTConfig:
     """The fine-tuning configuration in ``path``: the model comes from ``[init] checkpoint`` when one is
     named (a ``[model]`` section is then an error), else from ``[model]``."""
@@ -93,6 +99,8 @@ def load_sft_config(path: str, overrides: list[str] = ()) -> SFTConfig:
     if built["init"].checkpoint:
         if "model" in sections:
             raise ConfigError(path, "model", "the model comes from [init] checkpoint; remove this section")
+        if not os.path.exists(built["init"].checkpoint_file()):
+            raise MissingCheckpoint(path, "init.checkpoint", f"no checkpoint at {built['init'].checkpoint_file()}")
         try:
             model = pretrained_model_config(built["init"])
         except CheckpointError as exc:

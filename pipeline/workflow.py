@@ -34,12 +34,21 @@ from pipeline.dedup_exact import ExactDedupStage, LineDedupStage
 from pipeline.dedup_minhash import MinHashDedupStage
 from pipeline.inputs import InputFile, NoInputError, expand_inputs
 from pipeline.schema import ByteSize, ConfigError, build, describe, kind_and_name, load_toml
+from pipeline.select import TopFractionStage
 from pipeline.stages import ExtractStage, FilterStage, Stage
 from pipeline.tokenization import TokenizeStage
 
 STAGE_KINDS: dict[str, type[Stage]] = {
     cls.kind: cls
-    for cls in (ExtractStage, FilterStage, ExactDedupStage, LineDedupStage, MinHashDedupStage, TokenizeStage)
+    for cls in (
+        ExtractStage,
+        FilterStage,
+        ExactDedupStage,
+        LineDedupStage,
+        MinHashDedupStage,
+        TopFractionStage,
+        TokenizeStage,
+    )
 }
 
 
