@@ -32,11 +32,14 @@ def require(condition: bool, param: str, message: str) -> None:
 
 @dataclass(frozen=True)
 class Metric:
-    """A numeric annotation written on documents, with the histogram bin edges its statistics use."""
+    """A numeric annotation written on documents, with the histogram bin edges its statistics use and the
+    range a document must be in to pass the rule on it (``keep``: low and high bound, None for open; for
+    reports, which mark the thresholds on the histograms)."""
 
     name: str
     edges: tuple[float, ...]
     integer: bool = False
+    keep: tuple[float | None, float | None] = (None, None)
 
 
 def linear_bins(lo: float, hi: float, n: int) -> tuple[float, ...]:

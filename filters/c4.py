@@ -41,7 +41,7 @@ class C4Quality(Filter):
 
     def metrics(self):
         return (
-            Metric("c4_sentences", log_bins(1, 1e5, 25), integer=True),
+            Metric("c4_sentences", log_bins(1, 1e5, 25), integer=True, keep=(self.min_num_sentences, None)),
             Metric("c4_removed_lines_frac", RATIO_BINS),
         )
 

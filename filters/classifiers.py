@@ -76,7 +76,7 @@ class QualityClassifier(Filter):
         check_local_file(self.model, "model", OBTAIN_QUALITY)
 
     def metrics(self):
-        return (Metric("quality_score", SCORE_BINS),)
+        return (Metric("quality_score", SCORE_BINS, keep=(self.threshold, None)),)
 
     def apply(self, doc: Document, events: Counter) -> str | None:
         model = classifier(self.model, self.label)

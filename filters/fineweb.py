@@ -31,10 +31,10 @@ class FineWebQuality(Filter):
 
     def metrics(self):
         return (
-            Metric("fineweb_line_punct_ratio", RATIO_BINS),
-            Metric("fineweb_short_line_ratio", RATIO_BINS),
-            Metric("fineweb_char_dup_ratio", RATIO_BINS),
-            Metric("fineweb_newline_word_ratio", linear_bins(0, 2, 40)),
+            Metric("fineweb_line_punct_ratio", RATIO_BINS, keep=(self.line_punct_thr, None)),
+            Metric("fineweb_short_line_ratio", RATIO_BINS, keep=(None, self.short_line_thr)),
+            Metric("fineweb_char_dup_ratio", RATIO_BINS, keep=(None, self.char_duplicates_ratio)),
+            Metric("fineweb_newline_word_ratio", linear_bins(0, 2, 40), keep=(None, self.new_line_ratio)),
         )
 
     def apply(self, doc: Document, events: Counter) -> str | None:

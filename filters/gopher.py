@@ -57,14 +57,18 @@ class GopherQuality(Filter):
 
     def metrics(self):
         return (
-            Metric("gopher_words", log_bins(1, 1e6, 30), integer=True),
-            Metric("gopher_mean_word_length", linear_bins(0, 20, 40)),
-            Metric("gopher_hash_ratio", RATIO_BINS),
-            Metric("gopher_ellipsis_ratio", RATIO_BINS),
-            Metric("gopher_bullet_lines_ratio", RATIO_BINS),
-            Metric("gopher_ellipsis_lines_ratio", RATIO_BINS),
-            Metric("gopher_alpha_words_ratio", RATIO_BINS),
-            Metric("gopher_stop_words", log_bins(1, 1e5, 25), integer=True),
+            Metric("gopher_words", log_bins(1, 1e6, 30), True, (self.min_doc_words, self.max_doc_words)),
+            Metric(
+                "gopher_mean_word_length",
+                linear_bins(0, 20, 40),
+                keep=(self.min_avg_word_length, self.max_avg_word_length),
+            ),
+            Metric("gopher_hash_ratio", RATIO_BINS, keep=(None, self.max_symbol_word_ratio)),
+            Metric("gopher_ellipsis_ratio", RATIO_BINS, keep=(None, self.max_symbol_word_ratio)),
+            Metric("gopher_bullet_lines_ratio", RATIO_BINS, keep=(None, self.max_bullet_lines_ratio)),
+            Metric("gopher_ellipsis_lines_ratio", RATIO_BINS, keep=(None, self.max_ellipsis_lines_ratio)),
+            Metric("gopher_alpha_words_ratio", RATIO_BINS, keep=(self.min_alpha_words_ratio, None)),
+            Metric("gopher_stop_words", log_bins(1, 1e5, 25), True, (self.min_stop_words, None)),
         )
 
     def apply(self, doc: Document, events: Counter) -> str | None:
@@ -139,10 +143,15 @@ class GopherRepetition(Filter):
         self.dup_n_grams = _pairs(self.dup_n_grams, "dup_n_grams")
 
     def metrics(self):
-        names = ["rep_dup_para_frac", "rep_dup_para_char_frac", "rep_dup_line_frac", "rep_dup_line_char_frac"]
-        names += [f"rep_top_{n}_gram_char_frac" for n, _ in self.top_n_grams]
-        names += [f"rep_dup_{n}_gram_char_frac" for n, _ in self.dup_n_grams]
-        return tuple(Metric(name, RATIO_BINS) for name in names)
+        limits = {
+            "rep_dup_para_frac": self.dup_para_frac,
+            "rep_dup_para_char_frac": self.dup_para_char_frac,
+            "rep_dup_line_frac": self.dup_line_frac,
+            "rep_dup_line_char_frac": self.dup_line_char_frac,
+        }
+        limits |= {f"rep_top_{n}_gram_char_frac": frac for n, frac in self.top_n_grams}
+        limits |= {f"rep_dup_{n}_gram_char_frac": frac for n, frac in self.dup_n_grams}
+        return tuple(Metric(name, RATIO_BINS, keep=(None, limit)) for name, limit in limits.items())
 
     def apply(self, doc: Document, events: Counter) -> str | None:
         text = doc["text"]

@@ -37,7 +37,7 @@ class LanguageFilter(Filter):
         self._k = 1 if self.threshold >= 0.5 else -1
 
     def metrics(self):
-        return (Metric("language_score", RATIO_BINS),)
+        return (Metric("language_score", RATIO_BINS, keep=(self.threshold, None)),)
 
     def predict(self, text: str) -> list[tuple[str, float]]:
         """Top labels (without ``__label__``) and probabilities for ``text``."""

@@ -100,7 +100,7 @@ class Toxicity(Filter):
         self._languages = frozenset(self.languages)
 
     def metrics(self):
-        return (Metric(self._annotation, SCORE_BINS),)
+        return (Metric(self._annotation, SCORE_BINS, keep=(None, self.threshold)),)
 
     def scores(self, texts: list[str]) -> list[float]:
         """The toxic-class probability of each text."""

@@ -35,6 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the merged statistics as JSON")
     p.set_defaults(func=_stats)
 
+    p = sub.add_parser("report", help="write <run>/report.html: funnel, score histograms, samples, training curves")
+    p.add_argument("run", help="a run directory (runs/<name>) or its URL")
+    p.add_argument("--compare", metavar="RUN_B", help="a second run: funnels side by side")
+    p.add_argument(
+        "--training", action="append", default=[], metavar="DIR", help="a training out_dir to include (repeatable)"
+    )
+    p.add_argument("--output", help="where to write the HTML (default: <run>/report.html)")
+    p.set_defaults(func=_report)
+
     p = sub.add_parser("sample", help="print documents dropped for one reason, or the members of a dedup cluster")
     p.add_argument("run", help="a run directory (runs/<name>) or its URL")
     which = p.add_mutually_exclusive_group(required=True)
@@ -170,6 +179,9 @@ def _run(args) -> int:
         return 1
     print(render_funnel(stats))
     print(f"\nrun directory: {stats['run']['run_dir']}")
+    from pipeline.report import write_report
+
+    print(f"report: {write_report(stats['run']['run_dir'])}")
     return 0
 
 
@@ -224,6 +236,15 @@ def _stats(args) -> int:
 
     stats = load_stats(_open_run(args.run))
     print(json.dumps(stats, indent=1) if args.json else render_funnel(stats))
+    return 0
+
+
+def _report(args) -> int:
+    from pipeline.report import write_report
+
+    compare = _open_run(args.compare).url if args.compare else None
+    path = write_report(_open_run(args.run).url, compare, args.training, args.output or "")
+    print(f"report: {path}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import random
 import textwrap
+from collections import Counter
 
 import pyarrow.parquet as pq
 
@@ -129,27 +130,37 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
-def sample_rejected(run: RunDir, reason: str, n: int, seed: int = 0) -> list[dict]:
-    """Up to ``n`` rejected documents with ``reason`` (uniformly sampled with ``seed``), from every stage."""
-    stages = run.read_json(run.path("workflow.json"))["stages"]
-    rng = random.Random(seed)
-    chosen: list[dict] = []
-    seen = 0
-    for stage in stages:
+def rejected_rows(run: RunDir, reason: str | None = None):
+    """Every rejected document of the run (with ``reason`` only, if given), stage by stage, file by file."""
+    for stage in run.read_json(run.path("workflow.json"))["stages"]:
         folder = run.path(stage["name"], "rejected")
         if not run.fs.exists(folder):
             continue
         for path in sorted(p for p in run.fs.ls(folder, detail=False) if p.endswith(".parquet")):
             with run.open(path) as f:
-                table = pq.read_table(f, filters=[("reason", "=", reason)])
-            for row in table.to_pylist():
-                seen += 1  # reservoir sampling: every matching document equally likely
-                if len(chosen) < n:
-                    chosen.append(row)
-                else:
-                    j = rng.randrange(seen)
-                    if j < n:
-                        chosen[j] = row
+                table = pq.read_table(f, filters=[("reason", "=", reason)] if reason else None)
+            yield from table.to_pylist()
+
+
+def sample_rejected(run: RunDir, reason: str, n: int, seed: int = 0) -> list[dict]:
+    """Up to ``n`` rejected documents with ``reason`` (uniformly sampled with ``seed``), from every stage."""
+    return samples_by_reason(run, n, seed, reason).get(reason, [])
+
+
+def samples_by_reason(run: RunDir, n: int, seed: int = 0, reason: str | None = None) -> dict[str, list[dict]]:
+    """Up to ``n`` rejected documents per reason (or for ``reason`` only), each matching document equally
+    likely (reservoir sampling with ``seed``), in one pass over the rejected files."""
+    rng = random.Random(seed)
+    chosen: dict[str, list[dict]] = {}
+    seen: Counter = Counter()
+    for row in rejected_rows(run, reason):
+        key = row.get("reason") or ""
+        seen[key] += 1
+        bucket = chosen.setdefault(key, [])
+        if len(bucket) < n:
+            bucket.append(row)
+        elif (j := rng.randrange(seen[key])) < n:
+            bucket[j] = row
     return chosen
 
 

@@ -19,8 +19,9 @@ MAX_ISSUE_SAMPLES = 20
 class Histogram:
     """Counts over fixed ``edges``: ``counts[0]`` is below the first edge, ``counts[-1]`` at or above the last."""
 
-    def __init__(self, edges: tuple[float, ...] | list[float]):
+    def __init__(self, edges: tuple[float, ...] | list[float], keep: tuple | None = None):
         self.edges = list(edges)
+        self.keep = list(keep) if keep and any(v is not None for v in keep) else None
         self.counts = [0] * (len(self.edges) + 1)
         self.n = 0
         self.zeros = 0  # exact zeros are common (no hashes, no e-mails): counted apart, for honest quantiles
@@ -45,6 +46,7 @@ class Histogram:
             "sum": self.sum,
             "min": self.min,
             "max": self.max,
+            **({"keep": self.keep} if self.keep else {}),
         }
 
 
@@ -86,7 +88,7 @@ class StageStats:
     def observe(self, metric: Metric, value: float) -> None:
         hist = self.histograms.get(metric.name)
         if hist is None:
-            hist = self.histograms[metric.name] = Histogram(metric.edges)
+            hist = self.histograms[metric.name] = Histogram(metric.edges, metric.keep)
         hist.add(value)
 
     def count_label(self, name: str, value: str) -> None:
@@ -173,4 +175,5 @@ def _merge_histograms(a: dict, b: dict) -> dict:
         "sum": a["sum"] + b["sum"],
         "min": min(mins) if mins else None,
         "max": max(maxs) if maxs else None,
+        **({"keep": a["keep"]} if "keep" in a else {}),
     }

@@ -226,6 +226,9 @@ class Trainer:
         flops = self.model.flops_per_token()["training"]
         peak = peak_flops(self.device)
         log = self._open_metrics() if self.dist.main else None
+        if self.dist.main:  # what reports read to link this run to the data it trained on
+            with open(os.path.join(self.out_dir, "training.json"), "w") as f:
+                json.dump({"kind": type(self).__name__, "config": self.config.to_dict(), **self.checkpoint_extras()}, f)
         last: dict = {}
         bar = tqdm(
             total=c.train.steps,
