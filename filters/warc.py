@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
+DAMAGED_START_WINDOW = 1 << 20  # how far into a file that starts with neither gzip nor WARC/ to look for a member
 CHUNK = 1 << 16
 MAX_HEADER_BYTES = 1 << 16
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -287,7 +288,9 @@ def iter_records(
         if start == 0:
             yield ReadIssue(0, "empty_file", "the file is empty")
         return
-    if head.startswith(GZIP_MAGIC[:2]):
+    if head.startswith(GZIP_MAGIC[:2]) or _find_member(_Source(f, 0), 0, DAMAGED_START_WINDOW) is not None:
+        # a gzip file, or one whose first bytes are damaged but whose next members read: the first member is
+        # reported and the chain resumes at the next one (every shard decides the same way)
         yield from _iter_gzip(f, start, end, max_record_bytes)
     elif start > 0:
         return

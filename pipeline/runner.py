@@ -53,6 +53,7 @@ def run_workflow(
 ) -> dict:
     """Run (or resume) ``workflow``; returns the merged statistics, also written to ``<run>/stats.json``.
     Tasks run on Ray unless an ``executor`` is given (e.g. :class:`~pipeline.executor.LocalExecutor`)."""
+    workflow.check_run_dir(workflow.run_dir(output), "--output" if output else "run.output")
     run = RunDir(workflow.run_dir(output))
     if restart:
         run.remove()

@@ -25,6 +25,8 @@
 
 from __future__ import annotations
 
+import glob
+import itertools
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -104,6 +106,24 @@ class Workflow:
             root = os.path.abspath(root)
         return f"{root.rstrip('/')}/{self.run.name}"
 
+    def check_run_dir(self, run_dir: str, key: str) -> None:
+        """Refuse a run directory inside the directory an input pattern reads from (a later run, or a wider
+        glob, would read the run's own outputs as input); ``key`` names the setting in the error."""
+        if "://" in run_dir:
+            return
+        for i, pattern in enumerate(self.input.paths):
+            if "://" in pattern:
+                continue
+            parts = os.path.normpath(os.path.join(self.base_dir, pattern)).split(os.sep)
+            static = os.sep.join(itertools.takewhile(lambda part: not glob.has_magic(part), parts[:-1])) or os.sep
+            if run_dir == static or run_dir.startswith(static.rstrip(os.sep) + os.sep):
+                raise ConfigError(
+                    self.file,
+                    key,
+                    f"the run directory {run_dir} lies inside {static}, which input.paths[{i}] reads; "
+                    "write runs outside the input directories",
+                )
+
     def normalized(self) -> dict:
         """What determines the outputs (inputs and stages), for comparing a rerun with the original run."""
         return {
@@ -130,6 +150,8 @@ def load_workflow(path: str) -> Workflow:
     inputs = build(InputConfig, table["input"], file=path, key="input")
     stages = _stages(table["stages"], path)
     workflow = Workflow(path, run, inputs, stages)
+    if run.output:
+        workflow.check_run_dir(workflow.run_dir(), "run.output")
     try:
         workflow.input_files = expand_inputs(inputs.paths, workflow.base_dir)
     except NoInputError as exc:

@@ -80,6 +80,12 @@ def test_a_good_workflow_loads(tmp_path):
             "no file matches '/nonexistent/*.warc.gz'",
         ),
         (("[input]", "[input]\npaths2 = 1"), "input.paths2", "unknown key"),
+        (("threshold = 0.5", "threshold = 1.5"), "stages[1].filters[0].threshold", "must be between 0 and 1"),
+        (
+            ('name = "t"', f'name = "t"\noutput = "{WARC_DIR}/warcio/runs"'),
+            "run.output",
+            f"the run directory {WARC_DIR}/warcio/runs/t lies inside {WARC_DIR}/warcio, which input.paths[0] reads",
+        ),
     ],
 )
 def test_malformed_workflows_are_refused_with_file_key_and_expectation(tmp_path, change, key, expected):
