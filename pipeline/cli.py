@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restart", action="store_true", help="delete the run directory first and start over")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-models", action="store_true", help="skip the workflow's [train], [sft] and [generate]")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("validate", help="check a workflow or training file without running it")
@@ -161,10 +162,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _run(args) -> int:
     from pipeline.funnel import render_funnel
+    from pipeline.modelling import check_model_steps, render_summary, run_model_steps
+    from pipeline.report import write_report
     from pipeline.runner import RunFailed, run_workflow
     from pipeline.workflow import load_workflow
 
     workflow = load_workflow(args.workflow)
+    models = not args.no_models and (workflow.train or workflow.sft)
+    if models:
+        check_model_steps(workflow, workflow.run_dir(args.output))
     try:
         stats = run_workflow(
             workflow,
@@ -178,10 +184,14 @@ def _run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(render_funnel(stats))
-    print(f"\nrun directory: {stats['run']['run_dir']}")
-    from pipeline.report import write_report
-
-    print(f"report: {write_report(stats['run']['run_dir'])}")
+    run_dir = stats["run"]["run_dir"]
+    print(f"\nrun directory: {run_dir}")
+    done = run_model_steps(workflow, run_dir, progress=not args.no_progress) if models else {}
+    report = write_report(run_dir)
+    if models:
+        print("\n" + render_summary(stats, done, report))
+    else:
+        print(f"report: {report}")
     return 0
 
 
@@ -217,9 +227,17 @@ def _validate(args) -> int:
             f"{config.train.steps} steps"
         )
         return 0
+    from pipeline.modelling import check_model_steps
+
     workflow = load_workflow(args.workflow)
+    check_model_steps(workflow, workflow.run_dir())
     stages = ", ".join(f"{s.name} ({s.kind})" for s in workflow.stages)
-    print(f"{args.workflow}: valid; {len(workflow.input_files)} input files; stages: {stages}")
+    steps = [f"{n} ({getattr(workflow, n).config})" for n in ("train", "sft") if getattr(workflow, n)]
+    steps += [f"generate ({len(workflow.generate.prompts)} prompts)"] if workflow.generate else []
+    print(
+        f"{args.workflow}: valid; {len(workflow.input_files)} input files; stages: {stages}"
+        + (f"; then {', '.join(steps)}" if steps else "")
+    )
     return 0
 
 

@@ -338,19 +338,21 @@ def _tokenizer_section(run: RunDir, stats: dict) -> str:
 
 
 def linked_training_runs(run: RunDir) -> list[str]:
-    """Training output folders next to the run (siblings of its directory) whose tokenizer is this run's."""
+    """Training output folders inside the run (a workflow's ``[train]`` and ``[sft]``) or next to it (siblings
+    of its directory) whose tokenizer is this run's."""
     if "://" in run.url:
         return []
     root = os.path.abspath(run.url)
-    parent = os.path.dirname(root)
+    candidates = [os.path.join(root, n) for n in sorted(os.listdir(root))]
+    candidates += [os.path.join(os.path.dirname(root), n) for n in sorted(os.listdir(os.path.dirname(root)))]
     found = []
-    for name in sorted(os.listdir(parent)):
-        path = os.path.join(parent, name, "training.json")
+    for folder in candidates:
+        path = os.path.join(folder, "training.json")
         if os.path.exists(path):
             with open(path) as f:
                 tokenizer = json.load(f).get("tokenizer_dir") or ""
             if os.path.abspath(tokenizer).startswith(root + os.sep):
-                found.append(os.path.dirname(path))
+                found.append(folder)
     return found
 
 

@@ -29,17 +29,18 @@ import glob
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from filters.base import ParamError
 from pipeline.dedup_exact import ExactDedupStage, LineDedupStage
 from pipeline.dedup_minhash import MinHashDedupStage
 from pipeline.inputs import InputFile, NoInputError, expand_inputs
-from pipeline.schema import ByteSize, ConfigError, build, describe, kind_and_name, load_toml
+from pipeline.schema import ByteSize, ConfigError, build, describe, kind_and_name, load_toml, resolve_paths
 from pipeline.select import TopFractionStage
 from pipeline.stages import ExtractStage, FilterStage, Stage
 from pipeline.tokenization import TokenizeStage
 
+SECTIONS = ("run", "input", "stages", "train", "sft", "generate")
 STAGE_KINDS: dict[str, type[Stage]] = {
     cls.kind: cls
     for cls in (
@@ -79,6 +80,36 @@ class InputConfig:
                 raise ParamError(name, f"expected at least 64KiB, got {int(getattr(self, name))}")
 
 
+@dataclass(kw_only=True)
+class ModelStep:
+    """``[train]`` or ``[sft]`` of a workflow: a ``refinery train`` / ``refinery sft`` file, run after the
+    document stages on this run's shards (train) or from this run's trained model (sft)."""
+
+    config: str
+
+    path_params: ClassVar[tuple[str, ...]] = ("config",)
+
+    def __post_init__(self):
+        if not os.path.isfile(self.config):
+            raise ParamError("config", f"no such file: {self.config}")
+
+
+@dataclass(kw_only=True)
+class GenerateStep:
+    """``[generate]``: prompts answered by the last model of the run, printed in its summary."""
+
+    prompts: list[str]
+    max_new_tokens: int = 40
+    temperature: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.prompts:
+            raise ParamError("prompts", "expected at least one prompt")
+        if self.max_new_tokens < 1 or self.temperature < 0:
+            raise ParamError("max_new_tokens", "expected max_new_tokens >= 1 and temperature >= 0")
+
+
 @dataclass
 class Workflow:
     """A validated workflow: where it came from, its run settings, inputs and stages."""
@@ -88,6 +119,9 @@ class Workflow:
     input: InputConfig
     stages: list[Stage]
     input_files: list[InputFile] = field(default_factory=list)
+    train: ModelStep | None = None
+    sft: ModelStep | None = None
+    generate: GenerateStep | None = None
 
     @property
     def base_dir(self) -> str:
@@ -141,8 +175,8 @@ def load_workflow(path: str) -> Workflow:
     """Parse and validate the workflow file at ``path``, resolving its inputs; raises :class:`ConfigError`."""
     table = load_toml(path, "workflow file")
     for key in table:
-        if key not in ("run", "input", "stages"):
-            raise ConfigError(path, key, "unknown section; expected one of: input, run, stages")
+        if key not in SECTIONS:
+            raise ConfigError(path, key, f"unknown section; expected one of: {', '.join(SECTIONS)}")
     for section in ("run", "input", "stages"):
         if section not in table:
             raise ConfigError(path, section, "missing required section")
@@ -150,6 +184,17 @@ def load_workflow(path: str) -> Workflow:
     inputs = build(InputConfig, table["input"], file=path, key="input")
     stages = _stages(table["stages"], path)
     workflow = Workflow(path, run, inputs, stages)
+    for name in ("train", "sft"):
+        if name in table:
+            setattr(workflow, name, build(ModelStep, resolve_paths(ModelStep, table[name], path), file=path, key=name))
+    if "generate" in table:
+        workflow.generate = build(GenerateStep, table["generate"], file=path, key="generate")
+    if (workflow.train or workflow.sft) and not isinstance(stages[-1], TokenizeStage):
+        raise ConfigError(path, "train" if workflow.train else "sft", "needs a last stage of kind 'tokenize'")
+    if workflow.sft and not workflow.train:
+        raise ConfigError(path, "sft", "needs a [train] section (fine-tuning starts from the model trained here)")
+    if workflow.generate and not workflow.train:
+        raise ConfigError(path, "generate", "needs a [train] section (a model to generate with)")
     if run.output:
         workflow.check_run_dir(workflow.run_dir(), "run.output")
     try:

@@ -14,6 +14,12 @@ FIXTURES = ROOT / "tests" / "fixtures"
 SAMPLE_WARCS = sorted(WARC_DIR.glob("*/*.gz"))
 
 
+def document_stages(workflow_text: str) -> str:
+    """A workflow file's text without its model steps (``[train]``, ``[sft]``, ``[generate]``), whose files
+    are named relative to the original file."""
+    return workflow_text.split("\n[train]")[0]
+
+
 def response(
     url: str,
     body: bytes,

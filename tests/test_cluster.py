@@ -81,7 +81,7 @@ def kept_ids(run_dir: str) -> list[str]:
 def test_runs_on_an_existing_cluster_three_ways(cluster, tmp_path):
     env, gcs, dashboard = cluster
     demo = str(ROOT / "workflows" / "demo.toml")
-    common = ["--no-progress"]
+    common = ["--no-progress", "--no-models"]  # the model steps run in the driver, not on the cluster
     by_address = subprocess.run(
         [f"{BIN}/refinery", "run", demo, "--address", gcs, "--output", str(tmp_path / "a"), *common],
         env=env,

@@ -15,7 +15,7 @@ from pipeline.cli import main
 from pipeline.report import SECTIONS, build_report, highlight, write_report
 from pipeline.runner import run_workflow
 from pipeline.workflow import load_workflow
-from tests.helpers import ROOT
+from tests.helpers import ROOT, document_stages
 from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
 from trainer.loop import Trainer
@@ -110,7 +110,8 @@ def test_evidence_is_marked_in_rejected_samples():
 
 def test_compare_shows_two_funnels_side_by_side(demo_run, tmp_path, capsys):
     strict = tmp_path / "strict.toml"
-    text = DEMO.read_text().replace('name = "demo"', 'name = "strict"').replace("threshold = 0.65", "threshold = 0.9")
+    text = document_stages(DEMO.read_text()).replace('name = "demo"', 'name = "strict"')
+    text = text.replace("threshold = 0.65", "threshold = 0.9")
     strict.write_text(
         text.replace('"../data/', f'"{ROOT}/data/').replace('output = "../runs"', f'output = "{tmp_path}"')
     )

@@ -18,7 +18,7 @@ from pipeline.cli import main
 from pipeline.runner import run_workflow
 from pipeline.schema import ByteSize, ConfigError
 from pipeline.workflow import load_workflow
-from tests.helpers import ROOT, WARC_DIR, response, write_warc
+from tests.helpers import ROOT, WARC_DIR, document_stages, response, write_warc
 
 DEMO = str(ROOT / "workflows" / "demo.toml")
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -75,7 +75,7 @@ def test_outputs_agree_with_stats(reference):
     assert extract["records"]["response"] == 189 and extract["read_issues"] == {}
     assert sum(quality["labels"]["language"].values()) == quality["steps"][0]["docs_in"] == quality["docs_in"]
     steps = [s["name"] for s in quality["steps"]]
-    assert steps == ["language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
+    assert steps == ["language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "toxicity", "pii"]
     assert quality["histograms"]["language_score"]["n"] == quality["docs_in"]
     names = [s["stage"] for s in stats["stages"]]
     assert names == ["extract", "quality", "exact_dedup", "minhash_dedup", "line_dedup", "tokenize"]
@@ -201,8 +201,7 @@ def test_bad_input_files_are_counted_and_the_rest_processed(tmp_path):
     )
     workflow_file = tmp_path / "bad.toml"
     workflow_file.write_text(
-        open(DEMO)
-        .read()
+        document_stages(open(DEMO).read())
         .replace('"../data/warc/*/*.warc.gz", "../data/warc/*/*.warc.wet.gz"', f'"{inputs}/*.warc.gz"')
         .replace('name = "demo"', 'name = "bad"')
     )
