@@ -14,12 +14,20 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from filters import FILTERS
 from filters.base import Filter
 from filters.extract import HtmlExtractor
 from filters.warc import ReadIssue, iter_records
-from pipeline.docio import annotation_fields, document_schema, read_documents, write_documents
+from pipeline.docio import (
+    DOCUMENT_FIELDS,
+    REJECTED_FIELDS,
+    annotation_fields,
+    document_schema,
+    read_documents,
+    write_documents,
+)
 from pipeline.inputs import Shard
 from pipeline.rundir import RunDir, open_input
 from pipeline.schema import ConfigError, build, kind_and_name, resolve_paths
@@ -112,6 +120,43 @@ class ExtractStage(Stage):
                 "detail": f"{type(exc).__name__}: {exc}",
             }
             return stub, "error"
+
+
+@dataclass
+class DocumentsStage(Stage):
+    """Documents from Parquet files, one shard per file: another run's stage output (``<run>/<stage>/kept``)
+    or any Parquet with ``id`` and ``text`` columns. A workflow whose inputs are Parquet starts with this
+    stage (named ``input``), so a later stage (dedup, tokenize, other filters) can be rerun on a finished
+    run's documents without redoing extraction. Their annotation columns are kept."""
+
+    kind: ClassVar[str] = "documents"
+    name: str
+    extra: list[pa.Field]
+
+    @classmethod
+    def for_inputs(cls, first_file: str) -> "DocumentsStage":
+        """The stage for inputs shaped like ``first_file`` (its columns beyond the standard ones are kept)."""
+        with open_input(first_file) as f:
+            schema = pq.read_schema(f)
+        missing = {"id", "text"} - set(schema.names)
+        if missing:
+            raise ValueError(f"{first_file}: a Parquet input needs the columns id and text; missing {sorted(missing)}")
+        standard = {f.name for f in DOCUMENT_FIELDS + REJECTED_FIELDS}
+        return cls(name="input", extra=[f for f in schema if f.name not in standard])
+
+    def columns(self):
+        return self.extra
+
+    def run(self, ctx, docs):
+        stats = StageStats(self.name, self.kind, ctx.shard.id)
+        with open_input(ctx.shard.path) as f:
+            docs = pq.read_table(f).to_pylist()
+        for doc in docs:
+            doc.pop("reason", None)
+            doc.pop("detail", None)
+            stats.document_in(len(doc["text"].encode("utf-8")), len(doc["text"]))
+            stats.document_kept(doc["text"])
+        return docs, [], stats
 
 
 @dataclass

@@ -37,7 +37,7 @@ from pipeline.dedup_minhash import MinHashDedupStage
 from pipeline.inputs import InputFile, NoInputError, expand_inputs
 from pipeline.schema import ByteSize, ConfigError, build, describe, kind_and_name, load_toml, resolve_paths
 from pipeline.select import TopFractionStage
-from pipeline.stages import ExtractStage, FilterStage, Stage
+from pipeline.stages import DocumentsStage, ExtractStage, FilterStage, Stage
 from pipeline.tokenization import TokenizeStage
 
 SECTIONS = ("run", "input", "stages", "train", "sft", "generate")
@@ -182,7 +182,10 @@ def load_workflow(path: str) -> Workflow:
             raise ConfigError(path, section, "missing required section")
     run = build(RunConfig, table["run"], file=path, key="run")
     inputs = build(InputConfig, table["input"], file=path, key="input")
-    stages = _stages(table["stages"], path)
+    parquet = [p.endswith(".parquet") for p in inputs.paths]
+    if any(parquet) and not all(parquet):
+        raise ConfigError(path, "input.paths", "expected WARC files or Parquet documents, not both")
+    stages = _stages(table["stages"], path, documents_input=all(parquet))
     workflow = Workflow(path, run, inputs, stages)
     for name in ("train", "sft"):
         if name in table:
@@ -201,10 +204,17 @@ def load_workflow(path: str) -> Workflow:
         workflow.input_files = expand_inputs(inputs.paths, workflow.base_dir)
     except NoInputError as exc:
         raise ConfigError(path, f"input.paths[{exc.index}]", str(exc)) from None
+    if all(parquet):  # another run's documents: read them in as the first stage
+        try:
+            stages.insert(0, DocumentsStage.for_inputs(workflow.input_files[0].path))
+        except ValueError as exc:
+            raise ConfigError(path, "input.paths", str(exc)) from None
+        if any(s.name == stages[0].name for s in stages[1:]):
+            raise ConfigError(path, "stages", f"the name {stages[0].name!r} is taken by the Parquet input")
     return workflow
 
 
-def _stages(entries, path: str) -> list[Stage]:
+def _stages(entries, path: str, documents_input: bool) -> list[Stage]:
     if not isinstance(entries, list) or not entries:
         raise ConfigError(path, "stages", f"expected a non-empty list of [[stages]] tables, got {describe(entries)}")
     stages: list[Stage] = []
@@ -216,7 +226,9 @@ def _stages(entries, path: str) -> list[Stage]:
         if stages and isinstance(stages[-1], TokenizeStage):
             raise ConfigError(path, f"{key}.kind", "no document stage can follow 'tokenize' (it writes token shards)")
         stage = STAGE_KINDS[kind].from_table(entry, file=path, key=key)
-        if (i == 0) != isinstance(stage, ExtractStage):
+        if documents_input and isinstance(stage, ExtractStage):
+            raise ConfigError(path, f"{key}.kind", "the inputs are Parquet documents, which need no 'extract'")
+        if not documents_input and (i == 0) != isinstance(stage, ExtractStage):
             where = "the first stage must be" if i == 0 else "only the first stage can be"
             raise ConfigError(path, f"{key}.kind", f"{where} 'extract' (it reads the WARC inputs)")
         stages.append(stage)

@@ -307,3 +307,24 @@ def test_token_shards_decode_to_the_documents(reference):
         assert [tokenizer.decode(shard.document(i).tolist()) for i in range(len(shard))] == texts
         total += shard.header["tokens"]
     assert total == stats["stages"][-1]["events"]["tokens"] > 10_000
+
+
+def test_a_later_stage_reruns_on_another_runs_documents(tmp_path, reference):
+    """Dedup rerun from the demo's filtered Parquet documents (no extraction) gives the demo's dedup result."""
+    _, ref_dir, ref_snap = reference
+    workflow = tmp_path / "rededup.toml"
+    stages = "".join(f'[[stages]]\nkind = "{kind}"\n' for kind in ("exact_dedup", "minhash_dedup", "line_dedup"))
+    workflow.write_text(f'[run]\nname = "again"\n[input]\npaths = ["{ref_dir}/quality/kept/*.parquet"]\n{stages}')
+    stats, run_dir = run(tmp_path, load_workflow(str(workflow)))
+    assert [s["stage"] for s in stats["stages"]] == ["input", "exact_dedup", "minhash_dedup", "line_dedup"]
+    again = snapshot(run_dir)["files"]
+    for stage in ("exact_dedup", "minhash_dedup", "line_dedup"):
+        for outcome in ("kept", "rejected"):
+            mine = sorted(row for path, rows in again.items() if path.startswith(f"{stage}/{outcome}/") for row in rows)
+            theirs = sorted(
+                r for p, rows in ref_snap["files"].items() if p.startswith(f"{stage}/{outcome}/") for r in rows
+            )
+            assert mine == theirs, (stage, outcome)
+    with pytest.raises(ConfigError, match="need no 'extract'"):
+        workflow.write_text(workflow.read_text().replace('kind = "exact_dedup"', 'kind = "extract"', 1))
+        load_workflow(str(workflow))
