@@ -15,9 +15,9 @@ SAMPLE_WARCS = sorted(WARC_DIR.glob("*/*.gz"))
 
 
 def document_stages(workflow_text: str) -> str:
-    """A workflow file's text without its model steps (``[train]``, ``[sft]``, ``[generate]``), whose files
-    are named relative to the original file."""
-    return workflow_text.split("\n[train]")[0]
+    """A shipped workflow file's text without its model steps (``[train]``, ``[sft]``, ``[generate]``, whose
+    files are named relative to it), with its model files made absolute: a copy that works anywhere."""
+    return workflow_text.split("\n[train]")[0].replace('"../data/models/', f'"{ROOT}/data/models/')
 
 
 def response(

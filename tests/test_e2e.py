@@ -38,7 +38,7 @@ def test_the_demo_workflow_runs_every_stage_and_prints_a_summary(tmp_path, capsy
     assert kinds == ["extract", "filter", "exact_dedup", "minhash_dedup", "line_dedup", "tokenize"]
     assert all(s["shards_done"] == stats["run"]["shards"] for s in stats["stages"])
     quality = stats["stages"][1]
-    assert [s["name"] for s in quality["steps"]][-2:] == ["toxicity", "pii"]
+    assert [s["name"] for s in quality["steps"]][-3:] == ["quality_classifier", "toxicity", "pii"]
     assert stats["stages"][-1]["events"]["tokens"] > 40_000 and list((run / "tokenize" / "shards").glob("*.bin"))
     train = [json.loads(line) for line in (run / "train" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in train if "loss" in r]

@@ -75,7 +75,8 @@ def test_outputs_agree_with_stats(reference):
     assert extract["records"]["response"] == 189 + 420 and extract["read_issues"] == {}
     assert sum(quality["labels"]["language"].values()) == quality["steps"][0]["docs_in"] == quality["docs_in"]
     steps = [s["name"] for s in quality["steps"]]
-    assert steps == ["language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "toxicity", "pii"]
+    expected = ["language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "quality_classifier"]
+    assert steps == [*expected, "toxicity", "pii"]
     assert quality["histograms"]["language_score"]["n"] == quality["docs_in"]
     names = [s["stage"] for s in stats["stages"]]
     assert names == ["extract", "quality", "exact_dedup", "minhash_dedup", "line_dedup", "tokenize"]
@@ -251,8 +252,7 @@ def test_fsspec_urls_and_uncompressed_warc(tmp_path):
     shutil.copy(WARC_DIR / "commoncrawl-whirlwind/whirlwind.warc.wet.gz", inputs)
     workflow_file = tmp_path / "urls.toml"
     workflow_file.write_text(
-        open(DEMO)
-        .read()
+        document_stages(open(DEMO).read())
         .split('[[stages]]\nkind = "tokenize"')[0]
         .replace('"../data/warc/*/*.warc.gz", "../data/warc/*/*.warc.wet.gz"', f'"file://{inputs}/*.warc*"')
         .replace('output = "../runs"', f'output = "file://{tmp_path}/out"')
