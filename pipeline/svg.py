@@ -14,8 +14,8 @@ PALETTE = ("#3b6ea5", "#d1793b", "#4f9a5a", "#a04c8c", "#8a7a3a")
 def _fmt(v: float) -> str:
     if v is None:
         return ""
-    if isinstance(v, int) or float(v).is_integer() and abs(v) >= 1:
-        return f"{int(v):,}"
+    if isinstance(v, int) or float(v).is_integer() and abs(v) >= 1 or abs(v) >= 1000:
+        return f"{v:,.0f}"
     return f"{v:.3g}"
 
 

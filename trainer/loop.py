@@ -265,7 +265,9 @@ class Trainer:
                         last["mfu"] = last["tokens_per_s"] * flops / (peak * self.dist.world)
                     window_start, window_tokens = time.perf_counter(), 0
                 if c.train.eval_every and (self.step % c.train.eval_every == 0 or self.step == c.train.steps):
+                    paused = time.perf_counter()
                     last.update(self.evaluate())
+                    window_start += time.perf_counter() - paused  # tokens/s counts training time only
                 if log:
                     log.write(json.dumps(last) + "\n")
                     log.flush()
@@ -276,7 +278,9 @@ class Trainer:
                 )
                 bar.update(1)
                 if c.train.checkpoint_every and self.step % c.train.checkpoint_every == 0:
+                    paused = time.perf_counter()
                     self.save()
+                    window_start += time.perf_counter() - paused
             if self.step == c.train.steps:
                 self.save()
         finally:
