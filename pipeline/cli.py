@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-models", action="store_true", help="skip the workflow's [train], [sft] and [generate]")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("validate", help="check a workflow or training file without running it")
+    p = sub.add_parser("validate", help="check a workflow, training or sweep file without running it")
     p.add_argument("workflow")
     p.set_defaults(func=_validate)
 
@@ -111,21 +111,44 @@ def main(argv: list[str] | None = None) -> int:
     _add_run_options(p)
     p.set_defaults(func=_sft)
 
-    p = sub.add_parser("generate", help="continue a prompt (or answer it, after fine-tuning) with a checkpoint")
+    p = sub.add_parser("sweep", help="run (or resume) a hyperparameter sweep: one Ray task per training trial")
+    p.add_argument("sweep", help="a sweep TOML file, e.g. workflows/sweep.toml")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting of every trial"
+    )
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("generate", help="continue prompts (or answer them, after fine-tuning) with a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint.pt, or the out_dir that holds it")
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt", action="append", required=True, help="repeat for a batch of prompts")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the one recorded in the checkpoint)")
     p.add_argument("--max-new-tokens", type=int, default=100)
-    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="prompt i samples with seed + i")
+    p.add_argument("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
     p.add_argument("--eos-token", default="<|endoftext|>")
+    p.add_argument("--draft", help="a smaller checkpoint that proposes tokens (speculative decoding)")
+    p.add_argument("--draft-k", type=int, default=4, help="tokens the draft proposes per target pass")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="cuda runs in bfloat16")
+    p.add_argument("--no-stream", action="store_true", help="print a single prompt's text at the end")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole sequence every step")
     p.add_argument(
         "--raw", action="store_true", help="continue the prompt as text even if the checkpoint has a chat template"
     )
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("quantize", help="write an int8 weight-only copy of a checkpoint; print the perplexity change")
+    p.add_argument("checkpoint", help="a checkpoint.pt, or the out_dir that holds it")
+    p.add_argument("--out", required=True, help="the quantized checkpoint to write")
+    p.add_argument("--shards", action="append", help="held-out shards (default: the checkpoint's training shards)")
+    p.add_argument("--valid-fraction", type=float, default=0.05, help="tail of each shard held out (default 0.05)")
+    p.add_argument("--eval-batches", type=int, default=50)
+    p.add_argument("--no-eval", action="store_true", help="skip the perplexity measurement")
+    p.set_defaults(func=_quantize)
 
     p = sub.add_parser("shards", help="inspect or verify token shards")
     ssub = p.add_subparsers(dest="action", required=True)
@@ -137,6 +160,25 @@ def main(argv: list[str] | None = None) -> int:
     s = ssub.add_parser("verify", help="check headers, indexes, EOS placement and token ranges")
     s.add_argument("paths", nargs="+", help="shards or directories of shards")
     s.set_defaults(func=_verify_shards)
+
+    p = sub.add_parser("scaling", help="fit a scaling law to a sweep's results; predict compute-optimal N and D")
+    ssub = p.add_subparsers(dest="action", required=True)
+    s = ssub.add_parser("fit", help="fit L = E + A/N^alpha + B/D^beta and IsoFLOP profiles; write JSON and HTML")
+    s.add_argument("results", help="a sweep's results.jsonl or CSV, or the directory holding it")
+    s.add_argument("--loss", default="final_val_loss", help="loss column (default final_val_loss)")
+    s.add_argument("--params", default="params", help="N column (default params: non-embedding; or params_total)")
+    s.add_argument("--best", action="store_true", help="of runs with equal N and D (an lr grid), keep the lowest loss")
+    s.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the uncertainty (default 200)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    s.add_argument("--tolerance", type=float, default=0.1, help="IsoFLOP: relative FLOPs spread of a budget (0.1)")
+    s.add_argument("--html", default="", help="plots (default: <results dir>/scaling.html)")
+    s.add_argument("--fit-json", default="", help="the fit (default: <results dir>/scaling_fit.json)")
+    s.set_defaults(func=_scaling_fit)
+    s = ssub.add_parser("predict", help="compute-optimal N, D and loss for a FLOPs budget, and D = 20N's")
+    s.add_argument("fit", help="a scaling_fit.json, or the directory holding it")
+    s.add_argument("--flops", type=float, nargs="+", required=True, metavar="C", help="FLOPs budget(s), e.g. 1e18")
+    s.add_argument("--tokens-per-param", type=float, default=20.0, help="the alternative's D/N (default 20)")
+    s.set_defaults(func=_scaling_predict)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="refinery %(levelname)s: %(message)s")
@@ -205,6 +247,11 @@ def _validate(args) -> int:
             sections = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError):
         sections = {}
+    if "sweep" in sections and "stages" not in sections:  # a sweep file: its trials, built but not run
+        from pipeline.sweeping import describe_sweep, load_sweep
+
+        print(describe_sweep(load_sweep(args.workflow)))
+        return 0
     if "stages" not in sections and {"init", "template", "loss", "eval"} & set(sections):  # a fine-tuning file
         from pipeline.training import MissingCheckpoint, load_sft_config
 
@@ -217,6 +264,7 @@ def _validate(args) -> int:
             f"{args.workflow}: valid fine-tuning configuration; {config.model.n_layers} layers x "
             f"{config.model.d_model}, {config.train.steps} steps"
         )
+        print(_costs(config))
         return 0
     if "stages" not in sections and ("model" in sections or "data" in sections):  # a training file
         from pipeline.training import load_train_config
@@ -226,6 +274,7 @@ def _validate(args) -> int:
             f"{args.workflow}: valid training configuration; {config.model.n_layers} layers x {config.model.d_model}, "
             f"{config.train.steps} steps"
         )
+        print(_costs(config))
         return 0
     from pipeline.modelling import check_model_steps
 
@@ -239,6 +288,13 @@ def _validate(args) -> int:
         + (f"; then {', '.join(steps)}" if steps else "")
     )
     return 0
+
+
+def _costs(config) -> str:
+    from trainer.accounting import describe
+
+    dtype = "bfloat16" if config.train.dtype == "bfloat16" else "float32"
+    return describe(config.model, config.train.batch_size, config.optim.name, dtype)
 
 
 def _open_run(path: str):
@@ -384,6 +440,35 @@ def _verify_shards(args) -> int:
     return 1 if bad else 0
 
 
+def _scaling_fit(args) -> int:
+    from pipeline.scaling_report import run_fit
+
+    print(
+        run_fit(
+            args.results,
+            loss=args.loss,
+            params=args.params,
+            best=args.best,
+            resamples=args.bootstrap,
+            seed=args.seed,
+            tolerance=args.tolerance,
+            html=args.html,
+            fit_json=args.fit_json,
+        )
+    )
+    return 0
+
+
+def _scaling_predict(args) -> int:
+    from pipeline.scaling_report import render_predict
+    from trainer.scaling import load_fit
+
+    if any(c <= 0 for c in args.flops):
+        raise ValueError("--flops must be positive")
+    print(render_predict(load_fit(args.fit), args.flops, args.tokens_per_param))
+    return 0
+
+
 def _train(args) -> int:
     from pipeline.training import load_train_config
     from trainer.loop import Trainer
@@ -399,6 +484,19 @@ def _sft(args) -> int:
     overrides = args.set + (["data.skip_bad_lines=true"] if args.skip_bad_lines else [])
     config = load_sft_config(args.config, overrides)
     return _fit(SFTTrainer(config, resume=not args.restart, progress=not args.no_progress))
+
+
+def _sweep(args) -> int:
+    from pipeline.sweeping import load_sweep, run_sweep, skipped_lines
+    from trainer.sweep import format_table
+
+    sweep = load_sweep(args.sweep, args.set)
+    for line in skipped_lines(sweep):  # IsoFLOP budget x size with too few (or many) steps
+        print(line, file=sys.stderr)
+    rows = run_sweep(sweep, address=args.address, progress=not args.no_progress)
+    print(format_table(rows))
+    print(f"\nresults.jsonl, results.csv and sweep.html in {sweep.output}")
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 
 def _fit(trainer) -> int:
@@ -417,44 +515,15 @@ def _fit(trainer) -> int:
 
 
 def _generate(args) -> int:
-    from tokenizer.bpe import Tokenizer
-    from trainer.chat import ChatTemplate, CompiledTemplate
-    from trainer.generate import generate, load_model
+    from pipeline.inference import generate_command
 
-    path = os.path.join(args.checkpoint, "checkpoint.pt") if os.path.isdir(args.checkpoint) else args.checkpoint
-    model, payload = load_model(path)
-    directory = args.tokenizer or payload.get("tokenizer_dir")
-    if not directory:
-        raise ValueError("the checkpoint names no tokenizer: give --tokenizer DIR")
-    tokenizer = Tokenizer.load(directory)
-    chat = (
-        None
-        if args.raw or "template" not in payload
-        else CompiledTemplate(ChatTemplate(**payload["template"]), tokenizer)
-    )
-    if chat:
-        prompt, stop = chat.prompt([("user", args.prompt)]), chat.stop_id
-    else:
-        prompt, stop = tokenizer.encode(args.prompt), tokenizer.special_ids.get(args.eos_token)
-    out = generate(
-        model,
-        prompt,
-        args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        eos_id=stop,
-        seed=args.seed,
-        use_cache=not args.no_cache,
-    )
-    print(chat.answer(out.tokens) if chat else args.prompt + tokenizer.decode(out.tokens))
-    print(
-        f"\n[{len(out.tokens)} tokens; prefill {out.prefill_s * 1000:.1f} ms, decode "
-        f"{out.decode_tokens_per_s:.1f} tokens/s{'' if not args.no_cache else ', no KV cache'}"
-        f"{', chat template' if chat else ''}]",
-        file=sys.stderr,
-    )
-    return 0
+    return generate_command(args)
+
+
+def _quantize(args) -> int:
+    from pipeline.inference import quantize_command
+
+    return quantize_command(args)
 
 
 def _show_cluster(run, cluster: str, n: int, chars: int) -> int:

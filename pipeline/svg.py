@@ -116,3 +116,99 @@ def lines(series: dict[str, list[tuple[float, float]]], *, width: int = 640, hei
     out.append(f'<text x="{pad_l}" y="{height - 6}">{_fmt(x0)}</text>')
     out.append(f'<text x="{pad_l + plot_w}" y="{height - 6}" text-anchor="end">{_fmt(x1)}</text></svg>')
     return "".join(out)
+
+
+def _ticks(lo: float, hi: float, log: bool) -> list[tuple[float, str]]:
+    """(position, label) of an axis in its drawn coordinate: whole decades on a log axis when it spans two
+    or more (else its two ends), five even steps on a linear axis."""
+    decades = list(range(math.ceil(lo), math.floor(hi) + 1)) if log else []
+    if len(decades) >= 2:
+        return [(float(d), f"1e{d}") for d in decades]
+    if log:
+        return [(v, f"{10**v:.3g}") for v in (lo, hi)]
+    return [(lo + (hi - lo) * i / 4, f"{lo + (hi - lo) * i / 4:.3g}") for i in range(5)]
+
+
+def scatter(
+    points: dict[str, list[tuple]],
+    curves: dict[str, list[tuple[float, float]]] | None = None,
+    *,
+    width: int = 640,
+    height: int = 260,
+    log_x: bool = False,
+    log_y: bool = False,
+    x_label: str = "",
+    y_label: str = "",
+) -> str:
+    """Points of named series, each (x, y) or (x, y, label) with the label as its tooltip, and optional
+    named curves of (x, y) on the same axes; a curve named like a point series takes its colour. Either
+    axis can be logarithmic (points with a value <= 0 there are left out); a log axis is labelled at decades."""
+
+    def shown(p) -> bool:
+        return all(v is not None and (not log or v > 0) for v, log in ((p[0], log_x), (p[1], log_y)))
+
+    dots = {name: [p for p in pts if shown(p)] for name, pts in points.items()}
+    paths = {name: [p for p in pts if shown(p)] for name, pts in (curves or {}).items()}
+    everything = [p for pts in [*dots.values(), *paths.values()] for p in pts]
+    if not everything:
+        return ""
+    tx = math.log10 if log_x else float
+    ty = math.log10 if log_y else float
+    x0, x1 = min(tx(p[0]) for p in everything), max(tx(p[0]) for p in everything)
+    y0, y1 = min(ty(p[1]) for p in everything), max(ty(p[1]) for p in everything)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    names = list(dict.fromkeys([*dots, *paths]))
+    pad_l, pad_b = 58, 34 if x_label else 22
+    legend, lx, ly = [], pad_l, 12  # (x, y) of each name: left to right, wrapped at the chart's width
+    for name in names:
+        step = 30 + 6 * len(name)
+        if lx > pad_l and lx + step > width:
+            lx, ly = pad_l, ly + 16
+        legend.append((lx, ly))
+        lx += step
+    top = ly + 16
+    plot_w, plot_h = width - pad_l - 12, height - pad_b - top - 4
+
+    def px(v: float) -> float:
+        return pad_l + (v - x0) / (x1 - x0) * plot_w
+
+    def py(v: float) -> float:
+        return top + plot_h - (v - y0) / (y1 - y0) * plot_h
+
+    out = [
+        f'<svg class="chart scatter" width="{width}" height="{height}" role="img">'
+        f'<rect x="{pad_l}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>'
+    ]
+    for i, name in enumerate(names):
+        color = PALETTE[i % len(PALETTE)]
+        if paths.get(name):
+            d = " ".join(
+                f"{'M' if j == 0 else 'L'}{px(tx(x)):.1f},{py(ty(y)):.1f}" for j, (x, y) in enumerate(paths[name])
+            )
+            out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="1.4"/>')
+        for p in dots.get(name, []):
+            tip = escape(str(p[2])) if len(p) > 2 else f"{_fmt(p[0])}, {_fmt(p[1])}"
+            out.append(
+                f'<circle cx="{px(tx(p[0])):.1f}" cy="{py(ty(p[1])):.1f}" r="3.2" fill="{color}"><title>{tip}</title>'
+                "</circle>"
+            )
+        lx, ly = legend[i]
+        out.append(
+            f'<rect x="{lx}" y="{ly - 8}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{lx + 14}" y="{ly + 1}">{escape(name)}</text>'
+        )
+    for v, label in _ticks(x0, x1, log_x):
+        anchor = "start" if v == x0 else "end" if v == x1 else "middle"
+        out.append(f'<text x="{px(v):.1f}" y="{top + plot_h + 14}" text-anchor="{anchor}">{label}</text>')
+    for v, label in _ticks(y0, y1, log_y):
+        out.append(f'<text x="{pad_l - 4}" y="{py(v) + 4:.1f}" text-anchor="end">{label}</text>')
+    if x_label:
+        out.append(f'<text x="{pad_l + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">{escape(x_label)}</text>')
+    if y_label:
+        mid = top + plot_h / 2
+        out.append(
+            f'<text x="12" y="{mid:.1f}" text-anchor="middle" transform="rotate(-90 12 {mid:.1f})">'
+            f"{escape(y_label)}</text>"
+        )
+    out.append("</svg>")
+    return "".join(out)

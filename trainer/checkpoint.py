@@ -42,14 +42,18 @@ def save_checkpoint(path: str, payload: dict) -> None:
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
-    """A checkpoint's payload; a clear :class:`CheckpointError` for a file that is not a whole checkpoint."""
+    """A checkpoint's payload; a clear :class:`CheckpointError` for a file that is not a whole checkpoint (an
+    inference-only checkpoint, such as a quantized one, holds the model and its configuration only)."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises a variety of errors for damaged files
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    missing = {"model", "optimizer", "step", "rng", "data", "config"} - set(payload)
+    required = (
+        {"model", "config"} if "quantization" in payload else {"model", "optimizer", "step", "rng", "data", "config"}
+    )
+    missing = required - set(payload)
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, missing {sorted(missing)}")
     return payload

@@ -10,6 +10,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 
 import torch
 from tqdm import tqdm
@@ -18,7 +20,7 @@ from trainer.checkpoint import LATEST, CheckpointError, capture_rng, load_checkp
 from trainer.config import TrainConfig
 from trainer.data import Batch, TokenData, find_shards
 from trainer.errors import ConfigValueError
-from trainer.model import Transformer
+from trainer.model import ModelConfig, Transformer
 from trainer.optim import build_optimizers
 from trainer.schedule import lr_at
 
@@ -118,7 +120,8 @@ class Trainer:
 
     def _restore(self, payload: dict) -> None:
         saved = payload["config"]
-        if saved["model"] != self.config.to_dict()["model"]:
+        # rebuilt, so that a checkpoint from before a model setting existed compares with its default
+        if asdict(ModelConfig(**saved["model"])) != self.config.to_dict()["model"]:
             raise CheckpointError(
                 f"{self.out_dir}: the checkpoint is of another model ({saved['model']}); "
                 "use another out_dir or start over"
@@ -219,9 +222,15 @@ class Trainer:
         os.replace(path + ".tmp", path)
         return open(path, "a")
 
-    def run(self, stop_after: int | None = None) -> dict:
+    def run(self, stop_after: int | None = None, should_stop: Callable[[dict], str | None] | None = None) -> dict:
         """Train to ``train.steps`` (or stop after ``stop_after`` steps, as an interrupted run would);
-        returns the last metrics."""
+        returns the last metrics.
+
+        ``should_stop``, when given, sees every step's metrics row (after validation, before it is logged) and
+        ends the run early by returning a reason: that row is logged and returned with ``"stopped": reason``,
+        and the run ends there, without the periodic checkpoint of that step (a sweep stops diverging trials
+        this way). Under ``torchrun``
+        rank 0's answer counts on every rank. Without it the loop is unchanged."""
         c = self.config
         flops = self.model.flops_per_token()["training"]
         peak = peak_flops(self.device)
@@ -268,6 +277,9 @@ class Trainer:
                     paused = time.perf_counter()
                     last.update(self.evaluate())
                     window_start += time.perf_counter() - paused  # tokens/s counts training time only
+                stopped = self.dist.gather(should_stop(last))[0] if should_stop else None
+                if stopped:
+                    last["stopped"] = stopped
                 if log:
                     log.write(json.dumps(last) + "\n")
                     log.flush()
@@ -277,6 +289,8 @@ class Trainer:
                     refresh=False,
                 )
                 bar.update(1)
+                if stopped:
+                    break
                 if c.train.checkpoint_every and self.step % c.train.checkpoint_every == 0:
                     paused = time.perf_counter()
                     self.save()

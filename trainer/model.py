@@ -1,24 +1,42 @@
-"""A decoder-only Transformer: token embedding, pre-norm blocks (RMSNorm, causal attention with RoPE and
-optional grouped-query heads, SwiGLU feed-forward), final RMSNorm, LM head (tied or not).
+"""A decoder-only Transformer: token embedding, blocks of causal attention and a feed-forward layer, final
+norm, LM head (tied or not). The default is the Llama recipe: pre-norm RMSNorm, rotary positions, SwiGLU.
+
+Every choice is a switch of :class:`ModelConfig`, usable alone or combined, for ablations: the activation
+(SwiGLU, ReLU, GELU, SiLU), positions (RoPE, sinusoidal, learned, none), the norm (RMSNorm, LayerNorm) and
+its placement (pre-norm; post-norm as in Vaswani et al. 2017: ``x = norm(x + sublayer(x))``, no final norm),
+a dense feed-forward or a mixture of experts (trainer/moe.py), full causal or sliding-window attention,
+multi-head, grouped-query or multi-query attention (``n_kv_heads``), and dropout.
 
 Attention runs through ``scaled_dot_product_attention`` (``attention = "sdpa"``) or a plain implementation
 (``"reference"``) that the tests compare it with. A :class:`KVCache` serves generation: the prompt is
-prefilled at once, then one token at a time attends to the cache. Rows that pack several examples
-(``segments``) attend within each example only, with positions restarting at every example, so a packed row
-computes exactly what its examples would compute one by one.
+prefilled at once, then new tokens attend to the cache; rows padded on the left compute what they would
+alone. Rows that pack several examples (``segments``) attend within each example only, with positions
+restarting at every example, so a packed row computes exactly what its examples would compute one by one.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.accounting import flops_per_token
+from trainer.cache import KVCache
 from trainer.errors import ConfigValueError
-from trainer.loss import linear_cross_entropy
+from trainer.loss import IGNORE, linear_cross_entropy
+from trainer.moe import FeedForward, MixtureOfExperts
+
+CHOICES = {
+    "activation": ("swiglu", "relu", "gelu", "silu"),
+    "positions": ("rope", "sinusoidal", "learned", "none"),
+    "norm": ("rmsnorm", "layernorm"),
+    "norm_placement": ("pre", "post"),
+    "attention": ("sdpa", "reference"),
+}
 
 
 @dataclass(kw_only=True)
@@ -28,29 +46,50 @@ class ModelConfig:
     d_model: int = 256
     n_layers: int = 4
     n_heads: int = 4
-    n_kv_heads: int = 0  # 0: as many as n_heads (multi-head); fewer: grouped-query attention
-    d_ff: int = 0  # 0: 8/3 d_model rounded up to a multiple of 64 (SwiGLU's usual size)
+    n_kv_heads: int = 0  # 0: as many as n_heads (multi-head); fewer: grouped-query; 1: multi-query attention
+    d_ff: int = 0  # 0: 8/3 d_model rounded up to a multiple of 64 for SwiGLU, 4 d_model for the others
     tie_embeddings: bool = True
+    activation: str = "swiglu"
+    positions: str = "rope"
     rope_theta: float = 10000.0
+    norm: str = "rmsnorm"
+    norm_placement: str = "pre"
     norm_eps: float = 1e-5
+    sliding_window: int = 0  # 0: full causal attention; w: each position sees itself and the w - 1 before it
+    dropout: float = 0.0  # on attention weights, after each sublayer and after the embedding (training only)
+    n_experts: int = 0  # 0: a dense feed-forward; n: a mixture of n experts of d_ff each
+    moe_top_k: int = 2
+    moe_capacity_factor: float = 1.25  # 0: no capacity limit
+    moe_aux_weight: float = 0.01  # weight of the load-balancing loss added to the training loss
     attention: str = "sdpa"
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads"):
             if getattr(self, name) < 1:
                 raise ConfigValueError(name, "must be >= 1")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigValueError(name, "expected one of " + ", ".join(repr(a) for a in allowed))
         if self.d_model % self.n_heads:
             raise ConfigValueError("n_heads", f"must divide d_model ({self.d_model})")
-        if (self.d_model // self.n_heads) % 2:
+        if self.positions == "rope" and (self.d_model // self.n_heads) % 2:
             raise ConfigValueError("n_heads", "d_model / n_heads must be even (RoPE rotates pairs)")
+        if self.positions == "sinusoidal" and self.d_model % 2:
+            raise ConfigValueError("d_model", "must be even for sinusoidal positions (sine and cosine pairs)")
         if self.n_kv_heads == 0:
             self.n_kv_heads = self.n_heads
         if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
             raise ConfigValueError("n_kv_heads", f"must divide n_heads ({self.n_heads})")
         if self.d_ff == 0:
-            self.d_ff = 64 * math.ceil(8 * self.d_model / 3 / 64)
-        if self.attention not in ("sdpa", "reference"):
-            raise ConfigValueError("attention", "expected 'sdpa' or 'reference'")
+            self.d_ff = 64 * math.ceil(8 * self.d_model / 3 / 64) if self.activation == "swiglu" else 4 * self.d_model
+        if self.sliding_window < 0:
+            raise ConfigValueError("sliding_window", "must be >= 0 (0: full attention)")
+        if not 0 <= self.dropout < 1:
+            raise ConfigValueError("dropout", "must be in [0, 1)")
+        if self.n_experts < 0 or (self.n_experts and not 1 <= self.moe_top_k <= self.n_experts):
+            raise ConfigValueError("moe_top_k", f"must be in [1, n_experts] ({self.n_experts})")
+        if self.moe_capacity_factor < 0 or self.moe_aux_weight < 0:
+            raise ConfigValueError("moe_capacity_factor", "moe_capacity_factor and moe_aux_weight must be >= 0")
 
     @property
     def head_dim(self) -> int:
@@ -71,6 +110,12 @@ class RMSNorm(nn.Module):
         return h.type_as(x) * self.weight
 
 
+def make_norm(config: ModelConfig) -> nn.Module:
+    if config.norm == "layernorm":
+        return nn.LayerNorm(config.d_model, eps=config.norm_eps)
+    return RMSNorm(config.d_model, config.norm_eps)
+
+
 def rope_angles(head_dim: int, length: int, theta: float, device=None) -> torch.Tensor:
     """The rotary angles as unit complex numbers, shape (length, head_dim // 2)."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
@@ -83,6 +128,12 @@ def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     angles of their positions (one complex multiplication: a single kernel)."""
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
     return torch.view_as_real(pairs * angles).flatten(-2).type_as(x)
+
+
+def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
+    """Vaswani et al.'s positional encodings: PE[p, 2i] = sin(p / 10000^(2i/dim)), PE[p, 2i+1] = cos(...)."""
+    angles = torch.outer(torch.arange(length, dtype=torch.float64), 10000.0 ** (-torch.arange(0, dim, 2) / dim))
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2).float()
 
 
 def reference_attention(q, k, v, causal: bool, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -111,23 +162,12 @@ def packed_positions_and_mask(segments: torch.Tensor) -> tuple[torch.Tensor, tor
     return index - first, mask[:, None]
 
 
-class KVCache:
-    """Keys and values of every layer for positions already seen, preallocated to ``max_length``."""
-
-    def __init__(self, config: ModelConfig, batch: int, max_length: int, device, dtype):
-        shape = (config.n_layers, batch, config.n_kv_heads, max_length, config.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.length = 0
-        self.max_length = max_length
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.length + k.size(2)
-        if end > self.max_length:
-            raise ValueError(f"the KV cache holds {self.max_length} positions; {end} needed")
-        self.k[layer, :, :, self.length : end] = k
-        self.v[layer, :, :, self.length : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+def causal_mask(start: int, t: int, window: int, device) -> torch.Tensor:
+    """(t, start + t): query ``start + i`` may see key j when j <= start + i (and j > start + i - window)."""
+    query = torch.arange(start, start + t, device=device)[:, None]
+    key = torch.arange(start + t, device=device)[None, :]
+    mask = key <= query
+    return mask & (key > query - window) if window else mask
 
 
 class Attention(nn.Module):
@@ -138,6 +178,7 @@ class Attention(nn.Module):
         self.out = nn.Linear(config.d_model, config.d_model, bias=False)
 
     def forward(self, x, angles, cache: KVCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` (True: may attend) or, when None, plain causal attention aligned to the end of the keys."""
         c = self.config
         b, t, _ = x.shape
         q, k, v = self.qkv(x).split(
@@ -146,50 +187,57 @@ class Attention(nn.Module):
         q = q.view(b, t, c.n_heads, c.head_dim).transpose(1, 2)
         k = k.view(b, t, c.n_kv_heads, c.head_dim).transpose(1, 2)
         v = v.view(b, t, c.n_kv_heads, c.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, angles), apply_rope(k, angles)
+        if angles is not None:
+            q, k = apply_rope(q, angles), apply_rope(k, angles)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         if c.n_kv_heads != c.n_heads:
             repeat = c.n_heads // c.n_kv_heads
             k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        dropout = c.dropout if self.training else 0.0
         if c.attention == "reference":
             y = reference_attention(q, k, v, causal=True, mask=mask)
         elif mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         elif t == k.size(2):
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
         elif t == 1:
             y = F.scaled_dot_product_attention(q, k, v)  # one new token attends to every cached one
         else:
-            mask = torch.ones(t, k.size(2), dtype=torch.bool, device=x.device).tril(diagonal=k.size(2) - t)
+            mask = causal_mask(k.size(2) - t, t, 0, x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(b, t, c.d_model))
 
 
-class SwiGLU(nn.Module):
-    """down(silu(gate x) * up x), with gate and up as one matrix (one larger matmul instead of two)."""
-
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.gate_up = nn.Linear(config.d_model, 2 * config.d_ff, bias=False)
-        self.down = nn.Linear(config.d_ff, config.d_model, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
-
-
 class Block(nn.Module):
+    """Attention then feed-forward, each a residual branch, normalised before (pre-norm) or after the
+    residual sum (post-norm)."""
+
     def __init__(self, config: ModelConfig, layer: int):
         super().__init__()
-        self.attn_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.post_norm = config.norm_placement == "post"
+        self.attn_norm = make_norm(config)
         self.attn = Attention(config, layer)
-        self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)
-        self.mlp = SwiGLU(config)
+        self.mlp_norm = make_norm(config)
+        if config.n_experts:
+            self.mlp = MixtureOfExperts(
+                config.d_model,
+                config.d_ff,
+                config.activation,
+                config.n_experts,
+                config.moe_top_k,
+                config.moe_capacity_factor,
+            )
+        else:
+            self.mlp = FeedForward(config.d_model, config.d_ff, config.activation)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, angles, cache=None, mask=None):
-        x = x + self.attn(self.attn_norm(x), angles, cache, mask)
-        return x + self.mlp(self.mlp_norm(x))
+        if self.post_norm:
+            x = self.attn_norm(x + self.dropout(self.attn(x, angles, cache, mask)))
+            return self.mlp_norm(x + self.dropout(self.mlp(x)))
+        x = x + self.dropout(self.attn(self.attn_norm(x), angles, cache, mask))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
 
 
 class Transformer(nn.Module):
@@ -197,21 +245,61 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        if config.positions == "learned":
+            self.pos_embed = nn.Embedding(config.context_length, config.d_model)
+        elif config.positions == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(config.context_length, config.d_model), persistent=False)
+        if config.positions == "rope":
+            self.register_buffer(
+                "rope", rope_angles(config.head_dim, config.context_length, config.rope_theta), persistent=False
+            )
+        self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
-        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self.norm = make_norm(config) if config.norm_placement == "pre" else nn.Identity()
         self.head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.register_buffer(
-            "rope", rope_angles(config.head_dim, config.context_length, config.rope_theta), persistent=False
-        )
         self.apply(self._init)
         for block in self.blocks:  # residual branches scaled down with depth (GPT-2)
-            for proj in (block.attn.out, block.mlp.down):
+            for proj in (block.attn.out, *(m.down for m in block.mlp.modules() if isinstance(m, FeedForward))):
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * config.n_layers))
 
     @staticmethod
     def _init(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
+
+    def _apply(self, fn, recurse=True):
+        """As ``nn.Module._apply``, but the RoPE table stays complex64: ``model.to(torch.bfloat16)`` (inference
+        on a GPU) would otherwise cast it to a real dtype, dropping the sines."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Casting complex values to real")
+            super()._apply(fn, recurse)
+        c = self.config
+        if c.positions == "rope" and not self.rope.is_complex():
+            self.rope = rope_angles(c.head_dim, c.context_length, c.rope_theta, device=self.rope.device)
+        return self
+
+    def _positions_and_mask(self, t: int, cache, segments, valid):
+        """Each position's index (None: ``start + arange(t)`` for every row) and the attention mask (None:
+        plain causal attention), for packed rows, padded rows in a cache, or plain rows."""
+        c = self.config
+        start = cache.length if cache is not None else 0
+        if segments is not None:
+            if cache is not None:
+                raise ValueError("packed rows (segments) cannot be decoded against a KV cache")
+            positions, mask = packed_positions_and_mask(segments)
+            if c.sliding_window:
+                mask = mask & causal_mask(0, t, c.sliding_window, segments.device)
+            return positions, mask
+        device = self.embed.weight.device
+        positions = cache.prepare(t, valid) if cache is not None else None
+        if cache is not None and cache.padded:
+            # real keys only; every position may see itself, so a padding position stays finite
+            mask = causal_mask(start, t, c.sliding_window, device) & cache.key_mask(t)
+            diagonal = torch.arange(start + t, device=device) == torch.arange(start, start + t, device=device)[:, None]
+            return positions, mask | diagonal
+        if c.sliding_window and start + t > c.sliding_window:
+            return positions, causal_mask(start, t, c.sliding_window, device)
+        return positions, None
 
     def forward(
         self,
@@ -220,44 +308,56 @@ class Transformer(nn.Module):
         targets: torch.Tensor | None = None,
         *,
         segments: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
         reduction: str = "mean",
     ) -> torch.Tensor:
         """Logits (batch, time, vocab) of the tokens ``idx`` (batch, time), after those in ``cache``; given
         ``targets`` (batch, time; ``IGNORE`` where no loss is taken), the cross-entropy of predicting them
         instead ("mean" or "sum" over the counted targets), computed without materializing the logits
-        (trainer/loss.py). ``segments`` (batch, time) marks the examples packed into each row."""
+        (trainer/loss.py); in training a mixture of experts adds its load-balancing loss. ``segments``
+        (batch, time) marks the examples packed into each row; ``valid`` (batch, time), with a cache, marks
+        real tokens (False: left padding)."""
         start = cache.length if cache is not None else 0
         t = idx.size(1)
         if start + t > self.config.context_length:
             raise ValueError(f"{start + t} positions exceed the context length {self.config.context_length}")
-        mask = None
-        if segments is None:
-            angles = self.rope[start : start + t]
-        else:
-            if cache is not None:
-                raise ValueError("packed rows (segments) cannot be decoded against a KV cache")
-            positions, mask = packed_positions_and_mask(segments)
-            angles = self.rope[positions][:, None]  # (batch, 1, time, head_dim / 2): one angle per row and head
+        positions, mask = self._positions_and_mask(t, cache, segments, valid)
         x = self.embed(idx)
+        angles = None
+        if positions is None:
+            positions = torch.arange(start, start + t, device=idx.device)
+        if self.config.positions == "rope":
+            angles = self.rope[positions]
+            angles = angles[:, None] if angles.dim() == 3 else angles  # one angle per row and head
+        elif self.config.positions == "learned":
+            x = x + self.pos_embed(positions)
+        elif self.config.positions == "sinusoidal":
+            x = x + self.pos_table[positions].to(x.dtype)
+        x = self.dropout(x)
         for block in self.blocks:
             x = block(x, angles, cache, mask)
         if cache is not None:
-            cache.length += t
+            cache.advance(t)
         x = self.norm(x)
         weight = self.embed.weight if self.head is None else self.head.weight
-        return F.linear(x, weight) if targets is None else linear_cross_entropy(x, weight, targets, reduction)
+        if targets is None:
+            return F.linear(x, weight)
+        loss = linear_cross_entropy(x, weight, targets, reduction)
+        if self.config.n_experts and self.training and self.config.moe_aux_weight:
+            aux = sum(block.mlp.aux_loss for block in self.blocks) / self.config.n_layers
+            scale = (targets != IGNORE).sum() if reduction == "sum" else 1
+            loss = loss + self.config.moe_aux_weight * aux * scale
+        return loss
 
     def num_parameters(self, embedding: bool = True) -> int:
-        """Parameters (a tied embedding counted once), optionally without the input embedding."""
+        """Parameters (a tied embedding counted once), optionally without the input embeddings (tokens and
+        learned positions)."""
         n = sum(p.numel() for p in self.parameters())
-        return n if embedding else n - self.embed.weight.numel()
+        if embedding:
+            return n
+        n -= self.embed.weight.numel()
+        return n - (self.pos_embed.weight.numel() if self.config.positions == "learned" else 0)
 
     def flops_per_token(self) -> dict:
-        """Forward and training (forward + backward = 3x) FLOPs per token at full context: every matmul
-        (the LM head included, the embedding lookup not) plus attention's scores and weighted sum."""
-        c = self.config
-        matmul = sum(p.numel() for n, p in self.named_parameters() if p.dim() == 2 and not n.startswith("embed"))
-        matmul += c.vocab_size * c.d_model if self.head is None else 0
-        attention = 2 * c.n_layers * c.context_length * c.d_model  # q k^T and p v, per token
-        forward = 2 * matmul + 2 * attention
-        return {"forward": forward, "training": 3 * forward}
+        """Forward and training FLOPs per token at full context (trainer/accounting.py)."""
+        return flops_per_token(self.config)

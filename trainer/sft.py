@@ -29,7 +29,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.config import LoopConfig
 from trainer.data import Batch
 from trainer.errors import ConfigValueError
-from trainer.generate import generate
+from trainer.generate import generate_batch
 from trainer.loop import Trainer
 from trainer.loss import IGNORE
 from trainer.model import ModelConfig, Transformer
@@ -182,21 +182,28 @@ class SFTTrainer(Trainer):
         self.model.train()
         return metrics
 
-    def exact_match(self, conversations) -> float:
-        """The share of conversations whose last assistant turn the model reproduces greedily (stripped)."""
-        hits = 0
+    def exact_match(self, conversations, batch_size: int = 32) -> float:
+        """The share of conversations whose last assistant turn the model reproduces greedily (stripped);
+        prompts are decoded in batches (batched greedy decoding gives what one-by-one decoding gives)."""
+        asks = []
         for conversation in conversations:
             last = max(i for i, (role, _) in enumerate(conversation) if role == "assistant")
             prompt = self.template.prompt(conversation[:last])
             room = self.config.model.context_length - len(prompt)
-            if room < 1:
-                continue  # a prompt that fills the context cannot be answered: a miss
-            out = generate(
-                self.model,
-                prompt,
-                min(self.config.eval.max_new_tokens, room),
-                temperature=0,
-                eos_id=self.template.stop_id,
-            )
-            hits += self.template.answer(out.tokens).strip() == conversation[last][1].strip()
+            if room >= 1:  # a prompt that fills the context cannot be answered: a miss
+                asks.append((prompt, min(self.config.eval.max_new_tokens, room), conversation[last][1].strip()))
+        asks.sort(key=lambda ask: (ask[1], len(ask[0])))
+        hits = 0
+        for start in range(0, len(asks), batch_size):
+            chunk = asks[start : start + batch_size]
+            limit = min(ask[1] for ask in chunk)
+            if limit < max(ask[1] for ask in chunk):  # rows with different room: one by one
+                outs = [
+                    generate_batch(self.model, [p], n, temperature=0, eos_id=self.template.stop_id) for p, n, _ in chunk
+                ]
+                answers = [out.tokens[0] for out in outs]
+            else:
+                prompts = [p for p, _, _ in chunk]
+                answers = generate_batch(self.model, prompts, limit, temperature=0, eos_id=self.template.stop_id).tokens
+            hits += sum(self.template.answer(a).strip() == want for a, (_, _, want) in zip(answers, chunk))
         return hits / len(conversations) if conversations else math.nan
