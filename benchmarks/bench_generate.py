@@ -11,7 +11,8 @@
    the same external measurement on both sides; best of the repeats, interleaved.
 2. Speculative decoding: a target and a draft about 4x smaller (non-embedding parameters) are trained on
    the demo run's shards (``runs/demo/tokenize/shards``, from ``./dev demo``); decode tokens/s of the target
-   alone and with the draft, greedy and sampled, and the acceptance rate, for several k.
+   alone and with the draft, greedy and sampled, and the acceptance rate, for several k; prompts from
+   held-out text and from training text (where the two models agree more, as on boilerplate or code).
 3. Int8 weight-only quantization of the target: held-out perplexity before and after, and decode speed.
 """
 
@@ -137,7 +138,7 @@ def decode_speed(shape, batch: int, new: int, repeats: int) -> tuple[float, floa
 
 
 def train(name: str, model: ModelConfig, data: DataConfig, steps: int) -> str:
-    out = WORK / name
+    out = WORK / f"{name}-{steps}-steps"
     if not (out / "checkpoint.pt").exists() or not (out / "done").exists():
         config = TrainConfig(
             model=model,
@@ -163,25 +164,29 @@ def speculative(data: DataConfig, steps: int, prompts: int, new: int) -> None:
         "demo shards"
     )
     windows = next(TokenData(data, 32, seed=0).validation_batches(prompts, 1)).inputs.tolist()
-    print(f"{'mode':<22}{'k':>3}{'alone tok/s':>13}{'spec tok/s':>12}{'speed-up':>10}{'accepted':>10}")
-    for temperature in (0.0, 0.8):
-        alone_s = produced = 0.0
-        for i, prompt in enumerate(windows):
-            out = generate_batch(target, [prompt], new, temperature=temperature, seed=i)
-            alone_s += out.decode_s
-            produced += len(out.tokens[0]) - 1
-        alone = produced / alone_s
-        for k in (2, 4, 6):
-            spec_s = produced = accepted = proposed = 0
-            for i, prompt in enumerate(windows):
-                out = speculative_generate(target, draft, prompt, new, k=k, temperature=temperature, seed=i)
-                spec_s += out.decode_s
-                produced += len(out.tokens) - 1
-                accepted, proposed = accepted + out.accepted, proposed + out.proposed
-            rate = produced / spec_s
-            mode = "greedy" if temperature == 0 else f"sampled (T={temperature})"
-            print(f"{mode:<22}{k:>3}{alone:>13.1f}{rate:>12.1f}{rate / alone:>9.2f}x{accepted / proposed:>10.0%}")
+    seen = TokenData(data, 32, seed=1).batch(prompts).inputs.tolist()
+    print(f"{'prompts':<10}{'mode':<18}{'k':>3}{'alone tok/s':>13}{'spec tok/s':>12}{'speed-up':>10}{'accepted':>10}")
+    for label, starts in (("held-out", windows), ("training", seen)):
+        for temperature in (0.0, 0.8):
+            mode = "greedy" if temperature == 0 else f"sampled T={temperature}"
+            alone = decode_rate(
+                [generate_batch(target, [p], new, temperature=temperature, seed=i) for i, p in enumerate(starts)]
+            )
+            for k in (2, 4, 6):
+                outs = [
+                    speculative_generate(target, draft, p, new, k=k, temperature=temperature, seed=i)
+                    for i, p in enumerate(starts)
+                ]
+                rate = decode_rate(outs)
+                accepted = sum(o.accepted for o in outs) / sum(o.proposed for o in outs)
+                print(f"{label:<10}{mode:<18}{k:>3}{alone:>13.1f}{rate:>12.1f}{rate / alone:>9.2f}x{accepted:>10.0%}")
     quantized(target_path, data, windows, new)
+
+
+def decode_rate(outs) -> float:
+    """New tokens after the first per second of decoding, over several generations."""
+    produced = sum(len(o.tokens[0] if isinstance(o.tokens[0], list) else o.tokens) - 1 for o in outs)
+    return produced / sum(o.decode_s for o in outs)
 
 
 def quantized(path: str, data: DataConfig, windows: list[list[int]], new: int) -> None:

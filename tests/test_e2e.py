@@ -50,3 +50,35 @@ def test_the_demo_workflow_runs_every_stage_and_prints_a_summary(tmp_path, capsy
     report = (run / "report.html").read_text()
     assert "runs/demo/train" in report and "runs/demo/sft" in report  # both models' curves in the report
     assert f"report: {run}/report.html" in out
+
+
+def test_an_isoflop_sweep_on_the_demo_corpus_fits_a_scaling_law(tmp_path, capsys):
+    """workflows/sweep.toml, scaled down: an IsoFLOP sweep on the demo run's shards through `refinery sweep`
+    (each trial a Ray task), then `refinery scaling fit` and `predict` on its results."""
+    assert main(["run", shortened(tmp_path), "--no-models", "--no-progress"]) == 0
+    shards = tmp_path / "runs" / "demo" / "tokenize" / "shards"
+    sweep = (WORKFLOWS / "sweep.toml").read_text()
+    sweep = sweep.replace('output = "../runs/sweep-demo"', f'output = "{tmp_path}/sweep"')
+    sweep = re.sub(r"budgets = \[[^\]]*\]", "budgets = [1.5e10, 3e10]", sweep)
+    sweep = re.sub(r'"model.d_model" = \[[^\]]*\]', '"model.d_model" = [8, 16, 24, 32]', sweep)
+    sweep = re.sub(r'"optim.lr" = \[[^\]]*\]', '"optim.lr" = [3e-2, 3e-2, 1e-2, 1e-2]', sweep)
+    sweep = re.sub(r"min_steps = \d+", "min_steps = 10", sweep).replace(
+        "[sweep.fixed]\n", f'[sweep.fixed]\n"data.train" = ["{shards}/*"]\n"train.eval_batches" = 2\n'
+    )
+    (tmp_path / "sweep.toml").write_text(sweep)
+    (tmp_path / "train.toml").write_text((WORKFLOWS / "train.toml").read_text())
+    assert main(["sweep", str(tmp_path / "sweep.toml"), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "sweep" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(r["status"] == "done" for r in rows)
+    assert {r["budget"] for r in rows} == {1.5e10, 3e10}
+    assert all(abs(r["flops"] / r["budget"] - 1) < 0.05 for r in rows)
+    capsys.readouterr()
+    assert main(["scaling", "fit", str(tmp_path / "sweep"), "--bootstrap", "10"]) == 0
+    fitted = capsys.readouterr().out
+    assert ": 8 runs;" in fitted and "IsoFLOP profiles" in fitted and "holdout:" in fitted
+    fit = json.loads((tmp_path / "sweep" / "scaling_fit.json").read_text())
+    assert all(v == v and abs(v) < float("inf") for v in fit["law"].values())  # finite constants
+    assert (tmp_path / "sweep" / "scaling.html").read_text().count("<svg") >= 2
+    assert main(["scaling", "predict", str(tmp_path / "sweep"), "--flops", "1e12"]) == 0
+    predicted = capsys.readouterr().out
+    assert "compute-optimal: N =" in predicted and "D = 20 N:" in predicted

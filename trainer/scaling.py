@@ -454,12 +454,17 @@ class ScalingFit:
     def optimal_interval(self, flops: float, level: float = 0.95) -> dict[str, tuple[float, float]]:
         """Percentile intervals of the compute-optimal params, tokens, tokens per parameter and loss at
         ``flops`` over the bootstrap's laws."""
-        allocations = [Law(*row).optimal(flops) for row in self.samples]
         tail = 100 * (1 - level) / 2
         out = {}
-        for key in ("params", "tokens", "tokens_per_param", "loss"):
-            values = [getattr(a, key) for a in allocations]
-            out[key] = (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
+        with np.errstate(all="ignore"):  # a degenerate resample's law can put N_opt at 0 or infinity
+            allocations = [Law(*row).optimal(flops) for row in self.samples]
+            for key in ("params", "tokens", "tokens_per_param", "loss"):
+                values = np.array([getattr(a, key) for a in allocations], dtype=float)
+                values = values[np.isfinite(values)]  # such resamples say nothing finite: left out
+                if not len(values):
+                    out[key] = (math.nan, math.nan)
+                else:
+                    out[key] = (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
         return out
 
     def to_dict(self) -> dict:
