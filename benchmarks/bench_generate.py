@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from trainer.cache import KVCache  # noqa: E402
 from trainer.config import LoopConfig, TrainConfig  # noqa: E402
 from trainer.data import DataConfig, TokenData  # noqa: E402
 from trainer.generate import generate_batch, load_model  # noqa: E402
@@ -163,6 +164,11 @@ def speculative(data: DataConfig, steps: int, prompts: int, new: int) -> None:
         f"{draft.num_parameters(embedding=False) / 1e6:.1f}M ({ratio:.1f}x smaller), {steps} steps each on the "
         "demo shards"
     )
+    costs = {n: step_ms(target, n) for n in (1, 3, 5, 7)}
+    print(
+        f"one decode step: target {costs[1]:.2f} ms, draft {step_ms(draft, 1):.2f} ms; the target scoring 3 / 5 / 7 "
+        f"tokens at once: {costs[3]:.2f} / {costs[5]:.2f} / {costs[7]:.2f} ms"
+    )
     windows = next(TokenData(data, 32, seed=0).validation_batches(prompts, 1)).inputs.tolist()
     seen = TokenData(data, 32, seed=1).batch(prompts).inputs.tolist()
     print(f"{'prompts':<10}{'mode':<18}{'k':>3}{'alone tok/s':>13}{'spec tok/s':>12}{'speed-up':>10}{'accepted':>10}")
@@ -181,6 +187,19 @@ def speculative(data: DataConfig, steps: int, prompts: int, new: int) -> None:
                 accepted = sum(o.accepted for o in outs) / sum(o.proposed for o in outs)
                 print(f"{label:<10}{mode:<18}{k:>3}{alone:>13.1f}{rate:>12.1f}{rate / alone:>9.2f}x{accepted:>10.0%}")
     quantized(target_path, data, windows, new)
+
+
+@torch.inference_mode()
+def step_ms(model: Transformer, tokens: int, repeats: int = 200) -> float:
+    """Milliseconds for one forward pass of ``tokens`` new tokens after 32 cached ones."""
+    cache = KVCache(model.config, 1, 64, "cpu", torch.float32)
+    model(torch.randint(0, model.config.vocab_size, (1, 32)), cache)
+    ids = torch.randint(0, model.config.vocab_size, (1, tokens))
+    started = time.perf_counter()
+    for _ in range(repeats):
+        model(ids, cache)
+        cache.rewind(32)
+    return (time.perf_counter() - started) / repeats * 1000
 
 
 def decode_rate(outs) -> float:
@@ -215,10 +234,11 @@ def main(argv=None) -> int:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--train-steps", type=int, default=400)
     ap.add_argument("--shards", default=str(ROOT / "runs/demo/tokenize/shards/*"))
+    ap.add_argument("--no-hf", action="store_true", help="skip the comparison with Hugging Face generate()")
     args = ap.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'shape':<10}{'batch':>6}{'ours tok/s':>12}{'HF tok/s':>10}{'ours/HF':>9}  same tokens")
-    for shape in SHAPES[:1] if args.quick else SHAPES:
+    for shape in [] if args.no_hf else SHAPES[:1] if args.quick else SHAPES:
         for batch in (1, 8):
             ours, hf, same = decode_speed(shape, batch, args.new_tokens, 1 if args.quick else args.repeats)
             print(f"{shape[0]:<10}{batch:>6}{ours:>12.1f}{hf:>10.1f}{ours / hf:>8.2f}x  {same}", flush=True)
