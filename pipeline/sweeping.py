@@ -310,7 +310,7 @@ def describe_sweep(sweep: Sweep) -> str:
     head = f"{sweep.path}: valid sweep; method {s.method}, {len(sweep.trials)} trials -> {sweep.output}"
     if sweep.isoflop is None:
         keys = list(dict.fromkeys(k for t in sweep.trials for k in t.overrides))
-        return f"{head}\n  searched: {', '.join(keys)}"
+        return f"{head}\n  searched: {', '.join(keys)}" + _shards_note(sweep)
     lines = [head + f" ({len(sweep.skipped)} budget x size skipped)"]
     keys = list(dict.fromkeys(k for t in sweep.trials for k in t.overrides if k != "train.steps"))
     header = ["trial", "budget", *keys, "steps", "FLOPs", "of budget"]
@@ -327,7 +327,12 @@ def describe_sweep(sweep: Sweep) -> str:
         for r in [header, *body]
     ]
     lines += skipped_lines(sweep)
-    return "\n".join(lines)
+    return "\n".join(lines) + _shards_note(sweep)
+
+
+def _shards_note(sweep: Sweep) -> str:
+    missing = missing_shards(sweep)
+    return f"\n  no token shards match {missing[0]!r} yet: tokenize before running it" if missing else ""
 
 
 def skipped_lines(sweep: Sweep) -> list[str]:
@@ -385,15 +390,12 @@ def _absolute(overrides: dict, here: str) -> dict:
 def _build(
     path: str, base: str, overrides: dict, where: dict, fallback: str, context: str, named: dict | None = None
 ) -> TrainConfig:
-    """The base training file with ``overrides``, its shards found. An error about a value the sweep set is
-    named after the sweep key that set it (``where``: dotted key -> the table it came from, or ``--set``;
-    ``named``: dotted key -> the whole sweep key, for values the sweep computed); any other after
-    ``fallback``, with the base file's own error in the message."""
+    """The base training file with ``overrides`` (its shards need not exist yet: ``missing_shards``). An error
+    about a value the sweep set is named after the sweep key that set it (``where``: dotted key -> the table it
+    came from, or ``--set``; ``named``: dotted key -> the whole sweep key, for values the sweep computed); any
+    other after ``fallback``, with the base file's own error in the message."""
     try:
         config = load_train_config(base, override_strings(overrides))
-        for pattern in config.data.train:
-            if not find_shards(pattern):
-                raise ConfigError(base, "data.train", f"no token shards match {pattern!r}")
     except ConfigError as exc:
         if named and exc.key in named:
             raise ConfigError(path, named[exc.key], context + exc.message) from None
@@ -406,11 +408,22 @@ def _build(
     return config
 
 
+def missing_shards(sweep: Sweep) -> list[str]:
+    """The trials' ``data.train`` patterns that match no token shards (yet: a sweep file can be checked before
+    the run that tokenizes its corpus)."""
+    patterns = dict.fromkeys(p for t in sweep.trials for p in t.config.data.train)
+    return [p for p in patterns if not find_shards(p)]
+
+
 def run_sweep(sweep: Sweep, *, address: str | None = None, progress: bool = True) -> list[dict]:
     """Run (or resume) the sweep's unfinished trials as Ray tasks, side by side; returns the results rows in
     trial order, also in ``<output>/results.jsonl`` and ``results.csv``, with ``<output>/sweep.html``."""
     from tqdm import tqdm
 
+    missing = missing_shards(sweep)
+    if missing:  # before any trial starts, rather than in each of them
+        base = os.path.join(os.path.dirname(os.path.abspath(sweep.path)), sweep.settings.base)
+        raise ConfigError(os.path.normpath(base), "data.train", f"no token shards match {missing[0]!r}; tokenize first")
     os.makedirs(os.path.join(sweep.output, "trials"), exist_ok=True)
     _claim(sweep)
     ids = {t.id for t in sweep.trials}

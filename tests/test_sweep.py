@@ -404,3 +404,15 @@ def test_an_isoflop_sweep_on_ray_records_each_trials_budget(ray_session, shards,
         assert abs(row["flops"] - row["budget"]) <= flops_per_step(trial.config) / 2
     assert "budget" in captured.out.splitlines()[0]
     assert (tmp_path / "out" / "sweep.html").read_text().count("IsoFLOP profiles") == 1
+
+
+def test_a_sweep_can_be_checked_before_its_shards_exist_but_not_run(tmp_path, capsys):
+    path = write_sweep(tmp_path, str(tmp_path / "not-yet"))
+    assert main(["validate", path]) == 0
+    out = capsys.readouterr().out
+    assert "valid sweep; method grid, 4 trials" in out
+    assert f"no token shards match '{tmp_path}/not-yet/*' yet: tokenize before running it" in out
+    sweep = load_sweep(path)
+    with pytest.raises(ConfigError, match=r"train\.toml: data\.train: no token shards match .*not-yet"):
+        run_sweep(sweep)
+    assert not (tmp_path / "out").exists()
