@@ -95,11 +95,15 @@ def generate_command(args) -> int:
             raise ValueError("speculative decoding (--draft) takes one prompt at a time")
         draft, _ = load_model(checkpoint_file(args.draft), device)
         out = speculative_generate(
-            model, draft, prompts[0], args.max_new_tokens, k=args.draft_k, seed=args.seed, **sampling
+            model,
+            draft,
+            prompts[0],
+            args.max_new_tokens,
+            k=args.draft_k,
+            seed=args.seed,
+            on_token=streams[0],
+            **sampling,
         )
-        for token in out.tokens:
-            if streams[0](token):
-                break
         stats = (
             f"{len(out.tokens)} tokens; prefill {out.prefill_s * 1000:.1f} ms, decode {out.decode_tokens_per_s:.1f} "
             f"tokens/s; draft acceptance {out.acceptance_rate:.0%} ({out.accepted}/{out.proposed}) "

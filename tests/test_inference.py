@@ -137,6 +137,28 @@ def test_greedy_speculative_decoding_equals_the_target_alone(trained, k):
     assert out.tokens == generate(target, prompt, 30, temperature=0).tokens
 
 
+def stop_after(n: int):
+    """An ``on_token`` callback that asks to stop at the n-th token."""
+    seen: list[int] = []
+    return lambda token: seen.append(token) or len(seen) == n
+
+
+def test_speculative_decoding_streams_and_stops(trained):
+    target, draft = models(trained)
+    prompt = trained[1].encode("Once upon a time")
+    streamed: list[int] = []
+    out = speculative_generate(target, draft, prompt, 30, k=4, temperature=0, on_token=streamed.append)
+    assert streamed == out.tokens and len(out.tokens) == 30
+    for n in (1, 2, 7):  # a stop that falls inside a round of accepted proposals ends the output there
+        halted = speculative_generate(target, draft, prompt, 30, k=4, temperature=0, on_token=stop_after(n))
+        assert halted.tokens == out.tokens[:n]
+    eos = out.tokens[5]
+    assert (
+        speculative_generate(target, draft, prompt, 30, k=4, temperature=0, eos_id=eos).tokens
+        == out.tokens[: out.tokens.index(eos) + 1]
+    )
+
+
 def test_the_acceptance_rule_samples_the_target_distribution():
     generator = torch.Generator().manual_seed(0)
     p = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
@@ -248,11 +270,11 @@ def test_generate_and_quantize_commands(trained, tmp_path, capsys):
 
 
 def test_bfloat16_inference_keeps_rotary_positions(trained):
-    """GPU inference casts the model to bfloat16; the RoPE table must stay complex (checked here on CPU)."""
+    """GPU inference casts the model to bfloat16; the RoPE table must stay float32 (checked here on CPU)."""
     full, _ = models(trained)
     half, _ = models(trained)
     half = half.to(torch.bfloat16)
-    assert half.rope.is_complex() and half.embed.weight.dtype == torch.bfloat16
+    assert half.rope.dtype == torch.float32 and half.embed.weight.dtype == torch.bfloat16
     x = torch.randint(0, 512, (2, 40))
     with torch.no_grad():
         a, b = full(x), half(x).float()

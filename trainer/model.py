@@ -17,7 +17,6 @@ restarting at every example, so a packed row computes exactly what its examples 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -117,17 +116,28 @@ def make_norm(config: ModelConfig) -> nn.Module:
 
 
 def rope_angles(head_dim: int, length: int, theta: float, device=None) -> torch.Tensor:
-    """The rotary angles as unit complex numbers, shape (length, head_dim // 2)."""
+    """The rotary angles' cosines and sines, float32, shape (length, head_dim // 2, 2)."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
-    return torch.polar(torch.ones_like(angles), angles)
+    return torch.stack((angles.cos(), angles.sin()), dim=-1)
 
 
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive pairs of ``x`` (batch, heads, time, head_dim), each pair a complex number, by the
-    angles of their positions (one complex multiplication: a single kernel)."""
-    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    return torch.view_as_real(pairs * angles).flatten(-2).type_as(x)
+    """Rotate consecutive pairs (x1, x2) of ``x`` (batch, heads, time, head_dim) by the angles of their
+    positions (``rope_angles``): (x1 cos - x2 sin, x1 sin + x2 cos), in float32. Eager PyTorch does it fastest
+    as one complex multiplication; torch.compile generates no code for complex numbers (it falls back to an
+    eager kernel and breaks fusion), so a compiled model takes the real arithmetic, which it fuses."""
+    if torch.compiler.is_compiling():
+        return rotate_pairs(x, angles)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * torch.view_as_complex(angles)).flatten(-2).type_as(x)
+
+
+def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """``apply_rope`` in real arithmetic."""
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = angles.unbind(-1)
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2).type_as(x)
 
 
 def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
@@ -268,13 +278,11 @@ class Transformer(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
 
     def _apply(self, fn, recurse=True):
-        """As ``nn.Module._apply``, but the RoPE table stays complex64: ``model.to(torch.bfloat16)`` (inference
-        on a GPU) would otherwise cast it to a real dtype, dropping the sines."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Casting complex values to real")
-            super()._apply(fn, recurse)
+        """As ``nn.Module._apply``, but the RoPE table stays float32: ``model.to(torch.bfloat16)`` (inference on
+        a GPU) would otherwise round its cosines and sines to 8 bits, blurring distant positions."""
+        super()._apply(fn, recurse)
         c = self.config
-        if c.positions == "rope" and not self.rope.is_complex():
+        if c.positions == "rope" and self.rope.dtype != torch.float32:
             self.rope = rope_angles(c.head_dim, c.context_length, c.rope_theta, device=self.rope.device)
         return self
 
@@ -328,7 +336,7 @@ class Transformer(nn.Module):
             positions = torch.arange(start, start + t, device=idx.device)
         if self.config.positions == "rope":
             angles = self.rope[positions]
-            angles = angles[:, None] if angles.dim() == 3 else angles  # one angle per row and head
+            angles = angles[:, None] if angles.dim() == 4 else angles  # per-row positions: broadcast over heads
         elif self.config.positions == "learned":
             x = x + self.pos_embed(positions)
         elif self.config.positions == "sinusoidal":

@@ -12,6 +12,7 @@ verification pass feeds first; the draft's cache may lag by the tokens it has no
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -70,8 +71,11 @@ def speculative_generate(
     top_p: float | None = None,
     eos_id: int | None = None,
     seed: int = 0,
+    on_token: Callable[[int], bool | None] | None = None,
 ) -> SpeculativeGeneration:
-    """Continue ``prompt`` with ``target``'s distribution, ``draft`` proposing ``k`` tokens per target pass."""
+    """Continue ``prompt`` with ``target``'s distribution, ``draft`` proposing ``k`` tokens per target pass.
+    ``on_token`` (streaming) is called with each token as it is accepted; returning True stops generation
+    after that token."""
     if not prompt:
         raise ValueError("the prompt must hold at least one token")
     if draft.config.vocab_size != target.config.vocab_size:
@@ -138,8 +142,13 @@ def speculative_generate(
         d_cache.rewind(min(d_cache.length, seen))
         if eos_id in new:
             new = new[: new.index(eos_id) + 1]
-        out.extend(new)
-        if out[-1] == eos_id:
+        halted = False
+        for token in new:
+            out.append(token)
+            if on_token is not None and on_token(token):
+                halted = True
+                break
+        if halted or out[-1] == eos_id:
             break
         pending = new[-1]
         everything = prompt + out
