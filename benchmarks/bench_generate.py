@@ -10,9 +10,11 @@
    produce the same tokens. Decode speed = new tokens after the first / (time for N tokens - time for 1),
    the same external measurement on both sides; best of the repeats, interleaved.
 2. Speculative decoding: a target and a draft about 4x smaller (non-embedding parameters) are trained on
-   the demo run's shards (``runs/demo/tokenize/shards``, from ``./dev demo``); decode tokens/s of the target
-   alone and with the draft, greedy and sampled, and the acceptance rate, for several k; prompts from
-   held-out text and from training text (where the two models agree more, as on boilerplate or code).
+   the demo run's shards (``runs/demo/tokenize/shards``, from ``./dev demo``), and a second draft of the
+   same shape is distilled from the target (trainer/distill.py) on the same shards for as many steps; each
+   draft's expected acceptance at temperature 1 (the mean of sum(min(p, q)) over held-out positions), then
+   decode tokens/s of the target alone and with each draft, greedy and sampled, and the acceptance rate,
+   for several k; prompts from held-out text and from training text (where the models agree more).
 3. Int8 weight-only quantization of the target: held-out perplexity before and after, and decode speed.
 """
 
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from trainer.cache import KVCache  # noqa: E402
 from trainer.config import LoopConfig, TrainConfig  # noqa: E402
 from trainer.data import DataConfig, TokenData  # noqa: E402
+from trainer.distill import DistillConfig  # noqa: E402
 from trainer.generate import generate_batch, load_model  # noqa: E402
 from trainer.loop import Trainer  # noqa: E402
 from trainer.model import ModelConfig, Transformer  # noqa: E402
@@ -138,7 +141,7 @@ def decode_speed(shape, batch: int, new: int, repeats: int) -> tuple[float, floa
     return best["ours"], best["hf"], same
 
 
-def train(name: str, model: ModelConfig, data: DataConfig, steps: int) -> str:
+def train(name: str, model: ModelConfig, data: DataConfig, steps: int, teacher: str = "") -> str:
     out = WORK / f"{name}-{steps}-steps"
     if not (out / "checkpoint.pt").exists() or not (out / "done").exists():
         config = TrainConfig(
@@ -147,6 +150,7 @@ def train(name: str, model: ModelConfig, data: DataConfig, steps: int) -> str:
             optim=OptimConfig(lr=3e-3, min_lr=3e-4),
             schedule=ScheduleConfig(warmup_steps=30),
             train=LoopConfig(steps=steps, batch_size=16, eval_every=0, checkpoint_every=0, out_dir=str(out)),
+            distill=DistillConfig(teacher=teacher),
         )
         Trainer(config, progress=False).run()
         (out / "done").write_text("")
@@ -157,7 +161,9 @@ def speculative(data: DataConfig, steps: int, prompts: int, new: int) -> None:
     shape = dict(vocab_size=2048, context_length=256, d_model=256, n_heads=8)
     target_path = train("target", ModelConfig(n_layers=8, **shape), data, steps)
     draft_path = train("draft", ModelConfig(n_layers=2, **shape), data, steps)
+    distilled_path = train("draft-distilled", ModelConfig(n_layers=2, **shape), data, steps, teacher=target_path)
     target, draft = load_model(target_path)[0], load_model(draft_path)[0]
+    drafts = {"trained": draft, "distilled": load_model(distilled_path)[0]}
     ratio = target.num_parameters(embedding=False) / draft.num_parameters(embedding=False)
     print(
         f"\ntarget {target.num_parameters(embedding=False) / 1e6:.1f}M non-embedding parameters, draft "
@@ -169,24 +175,48 @@ def speculative(data: DataConfig, steps: int, prompts: int, new: int) -> None:
         f"one decode step: target {costs[1]:.2f} ms, draft {step_ms(draft, 1):.2f} ms; the target scoring 3 / 5 / 7 "
         f"tokens at once: {costs[3]:.2f} / {costs[5]:.2f} / {costs[7]:.2f} ms"
     )
+    for name, model in drafts.items():
+        agreement, kl = expected_acceptance(target, model, data)
+        print(f"{name} draft: expected acceptance {agreement:.1%} at temperature 1, KL(target || draft) {kl:.3f}")
     windows = next(TokenData(data, 32, seed=0).validation_batches(prompts, 1)).inputs.tolist()
     seen = TokenData(data, 32, seed=1).batch(prompts).inputs.tolist()
-    print(f"{'prompts':<10}{'mode':<18}{'k':>3}{'alone tok/s':>13}{'spec tok/s':>12}{'speed-up':>10}{'accepted':>10}")
+    print(
+        f"{'prompts':<10}{'draft':<11}{'mode':<18}{'k':>3}{'alone tok/s':>13}{'spec tok/s':>12}{'speed-up':>10}"
+        f"{'accepted':>10}"
+    )
     for label, starts in (("held-out", windows), ("training", seen)):
         for temperature in (0.0, 0.8):
             mode = "greedy" if temperature == 0 else f"sampled T={temperature}"
             alone = decode_rate(
                 [generate_batch(target, [p], new, temperature=temperature, seed=i) for i, p in enumerate(starts)]
             )
-            for k in (2, 4, 6):
-                outs = [
-                    speculative_generate(target, draft, p, new, k=k, temperature=temperature, seed=i)
-                    for i, p in enumerate(starts)
-                ]
-                rate = decode_rate(outs)
-                accepted = sum(o.accepted for o in outs) / sum(o.proposed for o in outs)
-                print(f"{label:<10}{mode:<18}{k:>3}{alone:>13.1f}{rate:>12.1f}{rate / alone:>9.2f}x{accepted:>10.0%}")
+            for name, model in drafts.items():
+                for k in (2, 4, 6):
+                    outs = [
+                        speculative_generate(target, model, p, new, k=k, temperature=temperature, seed=i)
+                        for i, p in enumerate(starts)
+                    ]
+                    rate = decode_rate(outs)
+                    accepted = sum(o.accepted for o in outs) / sum(o.proposed for o in outs)
+                    print(
+                        f"{label:<10}{name:<11}{mode:<18}{k:>3}{alone:>13.1f}{rate:>12.1f}{rate / alone:>9.2f}x"
+                        f"{accepted:>10.0%}",
+                        flush=True,
+                    )
     quantized(target_path, data, windows, new)
+
+
+@torch.inference_mode()
+def expected_acceptance(target: Transformer, draft: Transformer, data: DataConfig) -> tuple[float, float]:
+    """The mean over held-out positions of sum(min(p, q)) (the chance that a sampled proposal is accepted,
+    at temperature 1) and of KL(p || q), p the target's next-token distribution and q the draft's."""
+    agreement = kl = positions = 0.0
+    for batch in TokenData(data, target.config.context_length, seed=0).validation_batches(8, 10):
+        p, q = target(batch.inputs).log_softmax(-1), draft(batch.inputs).log_softmax(-1)
+        agreement += torch.minimum(p, q).exp().sum().item()
+        kl += (p.exp() * (p - q)).sum().item()
+        positions += batch.inputs.numel()
+    return agreement / positions, kl / positions
 
 
 @torch.inference_mode()

@@ -13,6 +13,17 @@ from pipeline.schema import ConfigError
 EXIT_CONFIG = 2
 
 
+class ShowDefaults(argparse.HelpFormatter):
+    """Help that names each option's default, where it has one worth naming."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS)
+        if not unset and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="refinery", description="Curate web text for language models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", help="text files (documents separated by --eos-token) or Parquet files")
     p.add_argument("--tokenizer", required=True, help="a tokenizer directory (refinery or GPT-2 files)")
     p.add_argument("--output", required=True, help="directory for the shards")
-    p.add_argument("--eos-token", default="<|endoftext|>")
+    p.add_argument("--eos-token", default="<|endoftext|>", help="stop at this special token")
     p.add_argument("--workers", type=int, help="processes (default: all CPUs)")
     p.set_defaults(func=_tokenize)
 
@@ -120,17 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser("generate", help="continue prompts (or answer them, after fine-tuning) with a checkpoint")
+    p = sub.add_parser(
+        "generate",
+        help="continue prompts (or answer them, after fine-tuning) with a checkpoint",
+        formatter_class=ShowDefaults,
+    )
     p.add_argument("checkpoint", help="a checkpoint.pt, or the out_dir that holds it")
     p.add_argument("--prompt", action="append", required=True, help="repeat for a batch of prompts")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the one recorded in the checkpoint)")
-    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate at most, per prompt")
     p.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
-    p.add_argument("--top-k", type=int, default=50)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0, help="prompt i samples with seed + i")
+    p.add_argument("--top-k", type=int, default=50, help="sample from the k likeliest tokens only")
+    p.add_argument("--top-p", type=float, default=0.95, help="then from the fewest whose probability reaches p")
+    p.add_argument(
+        "--seed", type=int, default=0, help="prompt i samples with seed + i; a seed gives the same text every time"
+    )
     p.add_argument("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
-    p.add_argument("--eos-token", default="<|endoftext|>")
+    p.add_argument("--eos-token", default="<|endoftext|>", help="stop at this special token")
     p.add_argument("--draft", help="a smaller checkpoint that proposes tokens (speculative decoding)")
     p.add_argument("--draft-k", type=int, default=4, help="tokens the draft proposes per target pass")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="cuda runs in bfloat16")
@@ -267,9 +284,13 @@ def _validate(args) -> int:
         print(_costs(config))
         return 0
     if "stages" not in sections and ("model" in sections or "data" in sections):  # a training file
-        from pipeline.training import load_train_config
+        from pipeline.training import MissingCheckpoint, load_train_config
 
-        config = load_train_config(args.workflow)
+        try:
+            config = load_train_config(args.workflow)
+        except MissingCheckpoint as exc:  # every other section was checked before the teacher
+            print(f"{args.workflow}: valid training configuration, but {exc.message} yet (train the teacher first)")
+            return 0
         print(
             f"{args.workflow}: valid training configuration; {config.model.n_layers} layers x {config.model.d_model}, "
             f"{config.train.steps} steps"
@@ -443,6 +464,7 @@ def _verify_shards(args) -> int:
 def _scaling_fit(args) -> int:
     from pipeline.scaling_report import run_fit
 
+    print(f"fitting, then {args.bootstrap} bootstrap refits for the uncertainty ...", file=sys.stderr, flush=True)
     print(
         run_fit(
             args.results,

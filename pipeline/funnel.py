@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import os
 import random
 import textwrap
 from collections import Counter
@@ -27,6 +28,7 @@ def load_stats(run: RunDir) -> dict:
 def render_funnel(stats: dict) -> str:
     """A plain-text table: per stage and filter, documents and bytes in, kept, dropped per reason."""
     info = stats["run"]
+    run = _shown_path(info.get("run_dir", "RUN"))
     lines = [
         f"run {info['name']}: {info['inputs']} input files, {info['shards']} shards"
         + ("" if info.get("complete") else "  (INCOMPLETE: numbers cover the shards done so far)")
@@ -72,7 +74,7 @@ def render_funnel(stats: dict) -> str:
             pairs = "".join(f", {k.replace('_', ' ')} {c[k]:,}" for k in keys)
             lines.append(f"  clusters: {c['clusters']:,} holding {c['documents_in_clusters']:,} documents{pairs}")
             for big in c["largest"][:5]:
-                lines.append(f"    {big['size']:>6,} documents  refinery sample RUN --cluster '{big['cluster']}'")
+                lines.append(f"    {big['size']:>6,} documents  refinery sample {run} --cluster '{big['cluster']}'")
         if stage.get("records"):
             lines.append("  WARC records: " + ", ".join(f"{k} {v:,}" for k, v in sorted(stage["records"].items())))
         if stage.get("read_issues"):
@@ -110,6 +112,14 @@ def histogram_quantile(h: dict, q: float) -> float:
             return min(max(value, h["min"]), h["max"])
         seen += count
     return h["max"]
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (as a user would type it)."""
+    if "://" in path or not os.path.isabs(path):
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _row(label: str, count: int, pct: float | None, size: int | None = None) -> str:

@@ -105,7 +105,8 @@ def generate_command(args) -> int:
             **sampling,
         )
         stats = (
-            f"{len(out.tokens)} tokens; prefill {out.prefill_s * 1000:.1f} ms, decode {out.decode_tokens_per_s:.1f} "
+            f"{len(out.tokens)} tokens; prefill {len(prompts[0])} tokens in {out.prefill_s * 1000:.1f} ms (both "
+            f"models), decode {out.decode_tokens_per_s:.1f} "
             f"tokens/s; draft acceptance {out.acceptance_rate:.0%} ({out.accepted}/{out.proposed}) "
             f"in {out.rounds} target passes"
         )

@@ -35,22 +35,29 @@ class Shard:
         return asdict(self)
 
 
-class NoInputError(ValueError):
-    """An input pattern that matches no file; ``index`` is its position in the list."""
+class InputError(ValueError):
+    """An input pattern that matches no file, or whose files cannot be listed; ``index`` is its position in
+    the list."""
 
-    def __init__(self, index: int, pattern: str):
-        super().__init__(f"no file matches {pattern!r}")
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
         self.index = index
 
 
 def expand_inputs(patterns: list[str], base_dir: str) -> list[InputFile]:
     """Files matched by ``patterns`` (globs or fsspec URLs; relative paths resolved against ``base_dir``),
-    sorted and without duplicates. Raises :class:`NoInputError` for a pattern that matches nothing."""
+    sorted and without duplicates. Raises :class:`InputError` for a pattern that matches nothing or cannot be
+    listed (a missing fsspec backend such as s3fs, no credentials, no network)."""
     found: dict[str, int] = {}
     for index, pattern in enumerate(patterns):
-        matches = _expand_url(pattern) if "://" in pattern else _expand_local(pattern, base_dir)
+        try:
+            matches = _expand_url(pattern) if "://" in pattern else _expand_local(pattern, base_dir)
+        except ImportError as exc:  # fsspec names the package: "Install s3fs to access S3"
+            raise InputError(index, f"cannot read {pattern!r}: {exc}") from None
+        except Exception as exc:  # the backends raise their own errors (credentials, network, permissions)
+            raise InputError(index, f"cannot list {pattern!r}: {type(exc).__name__}: {exc}") from None
         if not matches:
-            raise NoInputError(index, pattern)
+            raise InputError(index, f"no file matches {pattern!r}")
         found.update(matches)
     return [InputFile(path, size) for path, size in sorted(found.items())]
 

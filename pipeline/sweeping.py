@@ -304,22 +304,20 @@ def _point(overrides: dict) -> str:
 
 
 def describe_sweep(sweep: Sweep) -> str:
-    """What ``refinery validate`` prints of a sweep file: its trials (IsoFLOP: per trial its budget, steps and
-    FLOPs) and the budget x size combinations an IsoFLOP search skips, with why."""
+    """What ``refinery validate`` prints of a sweep file: its trials (values searched, steps and training FLOPs;
+    IsoFLOP: also the budget) and the budget x size combinations an IsoFLOP search skips, with why."""
     s = sweep.settings
     head = f"{sweep.path}: valid sweep; method {s.method}, {len(sweep.trials)} trials -> {sweep.output}"
-    if sweep.isoflop is None:
-        keys = list(dict.fromkeys(k for t in sweep.trials for k in t.overrides))
-        return f"{head}\n  searched: {', '.join(keys)}" + _shards_note(sweep)
-    lines = [head + f" ({len(sweep.skipped)} budget x size skipped)"]
     keys = list(dict.fromkeys(k for t in sweep.trials for k in t.overrides if k != "train.steps"))
-    header = ["trial", "budget", *keys, "steps", "FLOPs", "of budget"]
+    isoflop = sweep.isoflop is not None
+    lines = [head + (f" ({len(sweep.skipped)} budget x size skipped)" if isoflop else "")]
+    header = ["trial", *(["budget"] if isoflop else []), *keys, "steps", "FLOPs", *(["of budget"] if isoflop else [])]
     body = []
     for t in sweep.trials:
         flops = flops_per_step(t.config) * t.config.train.steps
         body.append(
-            [t.id, f"{t.budget:.3g}", *(str(t.overrides.get(k, "-")) for k in keys), str(t.config.train.steps)]
-            + [f"{flops:.3g}", f"{flops / t.budget:.1%}"]
+            [t.id, *([f"{t.budget:.3g}"] if isoflop else []), *(str(t.overrides.get(k, "-")) for k in keys)]
+            + [str(t.config.train.steps), f"{flops:.3g}", *([f"{flops / t.budget:.1%}"] if isoflop else [])]
         )
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines += [

@@ -9,24 +9,27 @@ import tomllib
 
 from pipeline.schema import ConfigError, build, load_toml
 from trainer.chat import ChatTemplate
-from trainer.checkpoint import CheckpointError
+from trainer.checkpoint import CheckpointError, load_checkpoint
 from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
+from trainer.distill import DistillConfig, check_teacher
+from trainer.errors import ConfigValueError
 from trainer.model import ModelConfig
 from trainer.optim import OptimConfig
 from trainer.schedule import ScheduleConfig
 from trainer.sft import EvalConfig, InitConfig, LossConfig, SFTConfig, pretrained_model_config
 from trainer.sft_data import SFTDataConfig
 
-SECTIONS = {
+_SHARED_SECTIONS = {
     "model": ModelConfig,
     "data": DataConfig,
     "optim": OptimConfig,
     "schedule": ScheduleConfig,
     "train": LoopConfig,
 }
+SECTIONS = {**_SHARED_SECTIONS, "distill": DistillConfig}
 SFT_SECTIONS = {
-    **SECTIONS,
+    **_SHARED_SECTIONS,
     "init": InitConfig,
     "data": SFTDataConfig,
     "template": ChatTemplate,
@@ -34,7 +37,14 @@ SFT_SECTIONS = {
     "eval": EvalConfig,
 }
 # keys holding paths, relative to the file that names them: (section, key)
-PATH_KEYS = [("data", "train"), ("data", "valid"), ("train", "out_dir"), ("init", "checkpoint"), ("init", "tokenizer")]
+PATH_KEYS = [
+    ("data", "train"),
+    ("data", "valid"),
+    ("train", "out_dir"),
+    ("init", "checkpoint"),
+    ("init", "tokenizer"),
+    ("distill", "teacher"),
+]
 
 
 def _sections(path: str, overrides: list[str], allowed: dict, what: str) -> dict:
@@ -73,17 +83,34 @@ def _sections(path: str, overrides: list[str], allowed: dict, what: str) -> dict
     return sections
 
 
+class MissingCheckpoint(ConfigError):
+    """A checkpoint the file names does not exist (yet): the ``[init] checkpoint`` of a fine-tuning file (the
+    model is unknown) or a ``[distill] teacher``."""
+
+
 def load_train_config(path: str, overrides: list[str] = ()) -> TrainConfig:
     """The training configuration in ``path`` with ``section.key=value`` overrides; relative paths in the
     file are relative to it."""
     sections = _sections(path, overrides, SECTIONS, "training configuration")
-    return TrainConfig(
+    config = TrainConfig(
         **{name: build(cls, sections.get(name, {}), file=path, key=name) for name, cls in SECTIONS.items()}
     )
+    if config.distill.teacher:
+        _check_teacher(path, config)
+    return config
 
 
-class MissingCheckpoint(ConfigError):
-    """The ``[init] checkpoint`` of a fine-tuning file does not exist (yet): the model is unknown."""
+def _check_teacher(path: str, config: TrainConfig) -> None:
+    """``[distill] teacher`` exists (else ``MissingCheckpoint``) and can teach the model."""
+    teacher = config.distill.checkpoint_file()
+    if not os.path.exists(teacher):
+        raise MissingCheckpoint(path, "distill.teacher", f"no checkpoint at {teacher}")
+    try:
+        check_teacher(ModelConfig(**load_checkpoint(teacher)["config"]["model"]), config.model)
+    except CheckpointError as exc:
+        raise ConfigError(path, "distill.teacher", str(exc)) from None
+    except ConfigValueError as exc:
+        raise ConfigError(path, "distill.teacher", f"{teacher}: {exc.message}") from None
 
 
 def load_sft_config(path: str, overrides: list[str] = ()) -> SFTConfig:

@@ -34,7 +34,7 @@ from typing import ClassVar, Literal
 from filters.base import ParamError
 from pipeline.dedup_exact import ExactDedupStage, LineDedupStage
 from pipeline.dedup_minhash import MinHashDedupStage
-from pipeline.inputs import InputFile, NoInputError, expand_inputs
+from pipeline.inputs import InputError, InputFile, expand_inputs
 from pipeline.schema import ByteSize, ConfigError, build, describe, kind_and_name, load_toml, resolve_paths
 from pipeline.select import TopFractionStage
 from pipeline.stages import DocumentsStage, ExtractStage, FilterStage, Stage
@@ -202,7 +202,7 @@ def load_workflow(path: str) -> Workflow:
         workflow.check_run_dir(workflow.run_dir(), "run.output")
     try:
         workflow.input_files = expand_inputs(inputs.paths, workflow.base_dir)
-    except NoInputError as exc:
+    except InputError as exc:
         raise ConfigError(path, f"input.paths[{exc.index}]", str(exc)) from None
     if all(parquet):  # another run's documents: read them in as the first stage
         try:

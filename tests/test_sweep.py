@@ -260,7 +260,11 @@ def test_validate_prints_a_sweep_files_trials_without_running_them(shards, tmp_p
     assert not (tmp_path / "out").exists()
     grid = write_sweep(tmp_path / "grid", shards)
     assert main(["validate", grid]) == 0
-    assert "valid sweep; method grid, 4 trials" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "valid sweep; method grid, 4 trials" in out
+    for t in load_sweep(grid).trials:  # one line per trial: its id, the values searched, its steps
+        line = next(line for line in out.splitlines() if line.strip().startswith(t.id))
+        assert all(str(v) in line for v in t.overrides.values()) and f" {t.config.train.steps} " in line
     bad = write_sweep(tmp_path / "bad", shards, ISOFLOP.replace("[1, 1, 2]", "[1, 2]"))
     assert main(["validate", bad]) == 2
     assert "sweep.isoflop.model.n_layers: 2 values" in capsys.readouterr().err

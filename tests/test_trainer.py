@@ -291,6 +291,23 @@ def test_damaged_checkpoints_are_refused(shards, tmp_path):
         Trainer(other, progress=False)
 
 
+def test_resuming_names_changed_settings_and_refuses_another_optimizer(shards, tmp_path, capsys):
+    Trainer(config(shards, tmp_path / "run", steps=3), progress=False).run()
+    capsys.readouterr()
+    longer = config(shards, tmp_path / "run", steps=6)
+    longer.optim.lr = 1e-3
+    assert Trainer(longer, progress=False).step == 3  # a longer run at another rate continues, and says so
+    err = capsys.readouterr().err
+    assert f"resuming {tmp_path / 'run'} at step 3 with settings changed since the checkpoint: " in err
+    assert "optim.lr 0.003 -> 0.001" in err and "train.steps 3 -> 6" in err
+    Trainer(config(shards, tmp_path / "run", steps=3), progress=False)
+    assert "resuming" not in capsys.readouterr().err  # nothing changed, nothing said
+    muon = config(shards, tmp_path / "run", steps=6)
+    muon.optim.name = "muon"
+    with pytest.raises(CheckpointError, match="trained with optim.name = 'adamw'.*use another out_dir"):
+        Trainer(muon, progress=False)
+
+
 def test_kv_cache_generation_equals_recomputation():
     torch.manual_seed(5)
     model = Transformer(ModelConfig(vocab_size=97, d_model=32, n_heads=4, n_kv_heads=2, n_layers=3, context_length=64))

@@ -80,6 +80,11 @@ def test_a_good_workflow_loads(tmp_path):
             "input.paths[0]",
             "no file matches '/nonexistent/*.warc.gz'",
         ),
+        (
+            (f'"{WARC_DIR}/warcio/*.warc.gz"', '"nosuchprotocol://bucket/*.warc.gz"'),
+            "input.paths[0]",
+            "cannot list 'nosuchprotocol://bucket/*.warc.gz': ValueError: Protocol not known: nosuchprotocol",
+        ),
         (("[input]", "[input]\npaths2 = 1"), "input.paths2", "unknown key"),
         (("threshold = 0.5", "threshold = 1.5"), "stages[1].filters[0].threshold", "must be between 0 and 1"),
         (

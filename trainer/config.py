@@ -7,6 +7,7 @@
     [optim]      name = "adamw", lr = 3e-4, min_lr = 3e-5, weight_decay = 0.1, grad_clip = 1.0
     [schedule]   kind = "cosine", warmup_steps = 100
     [train]      steps = 1000, batch_size = 16, grad_accum = 1, out_dir = "runs/train"
+    [distill]    teacher = "runs/big", weight = 0.9, temperature = 1.0   (optional: trainer/distill.py)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from trainer.data import DataConfig
+from trainer.distill import DistillConfig
 from trainer.errors import ConfigValueError
 from trainer.model import ModelConfig
 from trainer.optim import OptimConfig
@@ -53,6 +55,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)

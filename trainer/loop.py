@@ -19,6 +19,7 @@ from tqdm import tqdm
 from trainer.checkpoint import LATEST, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Batch, TokenData, find_shards
+from trainer.distill import distillation_loss, load_teacher
 from trainer.errors import ConfigValueError
 from trainer.model import ModelConfig, Transformer
 from trainer.optim import build_optimizers
@@ -91,6 +92,7 @@ class Trainer:
                 f"the data uses {self.data.vocab_size} token ids; the model has {config.model.vocab_size}",
             )
         self.model = self._build_model().to(self.device)
+        self.teacher = self._build_teacher()
         self.optimizers = build_optimizers(self.model, config.optim)
         self.out_dir = config.train.out_dir
         self.step = 0
@@ -114,6 +116,11 @@ class Trainer:
         """The model before any checkpoint is restored: freshly initialized weights."""
         return Transformer(self.config.model)
 
+    def _build_teacher(self) -> Transformer | None:
+        """The model to distill from (``[distill] teacher``), or None (a fine-tuning trainer has none)."""
+        c = self.config.distill
+        return load_teacher(c, self.config.model, self.device) if c.teacher else None
+
     def checkpoint_extras(self) -> dict:
         """What a checkpoint records beside the training state: here the tokenizer next to the shards."""
         return {"tokenizer_dir": tokenizer_dir_for(self.config)}
@@ -125,6 +132,18 @@ class Trainer:
             raise CheckpointError(
                 f"{self.out_dir}: the checkpoint is of another model ({saved['model']}); "
                 "use another out_dir or start over"
+            )
+        if saved.get("optim", {}).get("name", "adamw") != self.config.optim.name:
+            raise CheckpointError(
+                f"{self.out_dir}: the checkpoint was trained with optim.name = {saved['optim']['name']!r}, whose "
+                "state does not carry over; use another out_dir or start over"
+            )
+        changed = _changed_settings(saved, self.config.to_dict())
+        if changed and self.dist.main:
+            print(
+                f"resuming {self.out_dir} at step {payload['step']} with settings changed since the checkpoint: "
+                + ", ".join(changed),
+                file=sys.stderr,
             )
         self.model.load_state_dict(payload["model"])
         self.optimizers.load_state_dict(payload["optimizer"])
@@ -183,9 +202,7 @@ class Trainer:
                 sync = self.train_model.no_sync()
             with sync:
                 with self._autocast():
-                    loss = self.train_model(
-                        batch.inputs, targets=batch.targets, segments=batch.segments, reduction="sum"
-                    )
+                    loss = self._summed_loss(batch)
                 (loss / normalizer).backward()
             total += loss.item()
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -194,6 +211,17 @@ class Trainer:
         self.optimizers.step()
         self.optimizers.zero_grad()
         return total / max(sum(b.counted for b in batches), 1), grad_norm, sum(b.inputs.numel() for b in batches)
+
+    def _summed_loss(self, batch: Batch) -> torch.Tensor:
+        """The training loss of a micro-batch, summed over its counted targets: the cross-entropy, or with a
+        teacher the distillation loss."""
+        if self.teacher is None:
+            return self.train_model(batch.inputs, targets=batch.targets, segments=batch.segments, reduction="sum")
+        with torch.no_grad():
+            teacher_logits = self.teacher(batch.inputs, segments=batch.segments)
+        logits = self.train_model(batch.inputs, segments=batch.segments)
+        c = self.config.distill
+        return distillation_loss(logits, teacher_logits, batch.targets, c.weight, c.temperature)
 
     @torch.no_grad()
     def evaluate(self) -> dict:
@@ -302,6 +330,20 @@ class Trainer:
             if log:
                 log.close()
         return last
+
+
+def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """``section.key old -> new`` for every setting that differs between two configuration dicts (a key
+    the saved one lacks came with a newer refinery and is left out)."""
+    out = []
+    for key, value in current.items():
+        if key not in saved:
+            continue
+        if isinstance(value, dict) and isinstance(saved[key], dict):
+            out += _changed_settings(saved[key], value, f"{prefix}{key}.")
+        elif json.loads(json.dumps(saved[key])) != json.loads(json.dumps(value)):  # tuples as lists
+            out.append(f"{prefix}{key} {saved[key]!r} -> {value!r}")
+    return out
 
 
 def _logged_step(line: str) -> float:

@@ -119,7 +119,7 @@ def rope_angles(head_dim: int, length: int, theta: float, device=None) -> torch.
     """The rotary angles' cosines and sines, float32, shape (length, head_dim // 2, 2)."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
-    return torch.stack((angles.cos(), angles.sin()), dim=-1)
+    return torch.view_as_real(torch.polar(torch.ones_like(angles), angles))  # polar's cos and sin, to the bit
 
 
 def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:

@@ -138,6 +138,9 @@ class SFTTrainer(Trainer):
             model.load_state_dict(self._pretrained.pop("model"))
         return model
 
+    def _build_teacher(self) -> None:
+        return None  # fine-tuning files have no [distill] section
+
     def checkpoint_extras(self) -> dict:
         return {
             "tokenizer_dir": self.tokenizer_dir,
