@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", help="text files (documents separated by --eos-token) or Parquet files")
     p.add_argument("--tokenizer", required=True, help="a tokenizer directory (refinery or GPT-2 files)")
     p.add_argument("--output", required=True, help="directory for the shards")
-    p.add_argument("--eos-token", default="<|endoftext|>", help="stop at this special token")
+    p.add_argument(
+        "--eos-token", default="<|endoftext|>", help="the special token that separates documents in text files"
+    )
     p.add_argument("--workers", type=int, help="processes (default: all CPUs)")
     p.set_defaults(func=_tokenize)
 
@@ -445,6 +447,8 @@ def _inspect_shards(args) -> int:
             ids = shard.document(i)
             print(f"\n--- {os.path.basename(shard.prefix)} document {i}: {len(ids):,} tokens")
             print(tokenizer.decode(ids.tolist())[:600])
+    elif args.n:
+        print(f"\n(no tokenizer at {os.path.normpath(guess)}: give --tokenizer DIR to see documents decoded)")
     return 0
 
 

@@ -67,9 +67,15 @@ def _skipped(fit: ScalingFit) -> str:
     return f"skipped {total} row{'s' if total > 1 else ''}: {reasons}"
 
 
+def _largest_c(fit: ScalingFit) -> float:
+    """The largest run's C = 6ND, the law's FLOPs (the results' FLOPs column may count more: the trainer's
+    count includes the LM head and attention, which N leaves out)."""
+    return float((6 * fit.runs.params * fit.runs.tokens).max())
+
+
 def _budgets(fit: ScalingFit) -> list[float]:
-    """The largest run's FLOPs, and 10x and 100x that."""
-    top = float(fit.runs.flops.max())
+    """The largest run's C = 6ND, and 10x and 100x that."""
+    top = _largest_c(fit)
     return [top, 10 * top, 100 * top]
 
 
@@ -152,7 +158,7 @@ def render_predict(fit: ScalingFit, budgets: list[float], tokens_per_param: floa
     """``refinery scaling predict``: the compute-optimal N and D for each budget, with bootstrap intervals,
     and the ``tokens_per_param`` alternative with its predicted loss."""
     out = [f"law from {len(fit.runs)} runs of {fit.runs.source} ({_described_columns(fit)}): {fit.law.formula()}"]
-    largest = float(fit.runs.flops.max())
+    largest = _largest_c(fit)
     for c in budgets:
         best, rule = fit.law.optimal(c), fit.law.at_ratio(c, tokens_per_param)
         span = fit.optimal_interval(c)
@@ -169,7 +175,7 @@ def render_predict(fit: ScalingFit, budgets: list[float], tokens_per_param: floa
         ]
         if c > 10 * largest:
             out.append(
-                f"  note: {c / largest:.3g}x the largest run's FLOPs ({largest:.3g}): the law is extrapolated, and "
+                f"  note: {c / largest:.3g}x the largest run's C = 6ND ({largest:.3g}): the law is extrapolated, and "
                 "the intervals are the fit's spread, not a guarantee that the law holds there"
             )
     return "\n".join(out)

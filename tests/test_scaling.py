@@ -219,7 +219,7 @@ def test_cli_fit_then_predict(tmp_path, capsys):
     assert f"D = {count(best.tokens)} [95%: " in out
     assert f"{best.tokens_per_param:.3g} tokens per parameter" in out and f"predicted loss {best.loss:.4g}" in out
     assert f"D = 20 N: N = {count(rule.params)}, D = {count(rule.tokens)}, predicted loss {rule.loss:.4g}" in out
-    assert "budget C = 1e+23 FLOPs" in out and "1e+03x the largest run's FLOPs" in out
+    assert "budget C = 1e+23 FLOPs" in out and "1e+03x the largest run's C = 6ND" in out
 
     assert main(["scaling", "predict", str(tmp_path / "nowhere"), "--flops", "1e21"]) == 2
     assert "no scaling fit here" in capsys.readouterr().err

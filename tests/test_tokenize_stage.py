@@ -117,6 +117,8 @@ def test_command_line_train_tokenize_inspect_verify(tmp_path, capsys):
     assert main(["shards", "inspect", str(tmp_path / "shards"), "--tokenizer", str(tmp_path / "tok"), "-n", "1"]) == 0
     out = capsys.readouterr().out
     assert "part0" in out and "document 0" in out
+    assert main(["shards", "inspect", str(tmp_path / "shards"), "-n", "1"]) == 0  # no tokenizer next to them
+    assert "give --tokenizer DIR to see documents decoded" in capsys.readouterr().out
     tokenizer = Tokenizer.load(tmp_path / "tok")
     shard = ShardReader(tmp_path / "shards" / "part1")
     assert [tokenizer.decode(shard.document(i).tolist()) for i in range(len(shard))] == docs[1].split("<|endoftext|>")
