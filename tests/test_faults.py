@@ -220,17 +220,21 @@ def test_mutated_real_warc_files_never_crash_hang_or_lose_a_readable_record():
 @pytest.mark.slow
 def test_a_trainer_killed_while_writing_a_checkpoint_resumes_exactly(tmp_path):
     from tests.test_trainer import losses_by_step
-    from tests.test_trainer_processes import write_config
+    from tests.test_trainer_processes import SERIAL, write_config
 
     shards = _shards(tmp_path)
     reference = write_config(tmp_path / "ref.toml", shards, tmp_path / "ref", steps=12)
-    subprocess.run([f"{BIN}/refinery", "train", reference, "--no-progress"], check=True, capture_output=True)
+    train = [f"{BIN}/refinery", "train", reference, "--no-progress"]
+    subprocess.run(train, check=True, capture_output=True, env=SERIAL)
     config = write_config(tmp_path / "run.toml", shards, tmp_path / "run", steps=12)
     out = tmp_path / "run"
     caught = 0
     for _ in range(20):  # until the kill lands while a temporary checkpoint file exists
         proc = subprocess.Popen(
-            [f"{BIN}/refinery", "train", config, "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [f"{BIN}/refinery", "train", config, "--no-progress"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=SERIAL,
         )
         while proc.poll() is None:
             if out.exists() and any(n.startswith("checkpoint.pt.tmp-") for n in os.listdir(out)):
@@ -243,7 +247,7 @@ def test_a_trainer_killed_while_writing_a_checkpoint_resumes_exactly(tmp_path):
     assert caught, "never caught a checkpoint being written"
     if (out / "checkpoint.pt").exists():
         load_checkpoint(str(out / "checkpoint.pt"))  # the previous checkpoint is intact
-    subprocess.run([f"{BIN}/refinery", "train", config, "--no-progress"], check=True, capture_output=True)
+    subprocess.run([f"{BIN}/refinery", "train", config, "--no-progress"], check=True, capture_output=True, env=SERIAL)
     assert losses_by_step(out / "metrics.jsonl") == losses_by_step(tmp_path / "ref" / "metrics.jsonl")
 
 

@@ -53,14 +53,25 @@ out_dir = "{out_dir}"
     return str(path)
 
 
+# Training processes whose losses are compared bit for bit run on one thread: what these tests check is that
+# the saved state (weights, optimizer, data position, RNG) continues the run exactly. The multi-threaded
+# path resumes exactly in tests/test_trainer.py; in separate processes on a shared machine under heavy load
+# it has twice been seen to change the last bit of a loss.
+SERIAL = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def test_sigkill_then_rerun_gives_the_uninterrupted_losses(shards, tmp_path):  # noqa: F811
     reference = write_config(tmp_path / "ref.toml", shards, tmp_path / "ref")
-    subprocess.run([f"{BIN}/refinery", "train", reference, "--no-progress"], check=True, capture_output=True)
+    train = [f"{BIN}/refinery", "train", reference, "--no-progress"]
+    subprocess.run(train, check=True, capture_output=True, env=SERIAL)
     config = write_config(tmp_path / "run.toml", shards, tmp_path / "run")
     metrics = tmp_path / "run" / "metrics.jsonl"
     for kill_after in (12, 27):  # killed twice, at different points
         proc = subprocess.Popen(
-            [f"{BIN}/refinery", "train", config, "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [f"{BIN}/refinery", "train", config, "--no-progress"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=SERIAL,
         )
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
@@ -69,7 +80,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_losses(shards, tmp_path):  #
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    subprocess.run([f"{BIN}/refinery", "train", config, "--no-progress"], check=True, capture_output=True)
+    subprocess.run([f"{BIN}/refinery", "train", config, "--no-progress"], check=True, capture_output=True, env=SERIAL)
     assert load_checkpoint(str(tmp_path / "run" / "checkpoint.pt"))["step"] == 40
     assert losses_by_step(metrics) == losses_by_step(tmp_path / "ref" / "metrics.jsonl")
 
