@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from collections import Counter
 from html import escape
 
@@ -69,7 +70,7 @@ def build_report(run_url: str, compare: str | None = None, training: list[str] =
         _filters_section(stats),
         _languages_section(stats),
         _lengths_section(stats),
-        _dedup_section(stats),
+        _dedup_section(stats, run.url),
         _tokenizer_section(run, stats),
         _training_section(run, training),
         _samples_section(run, stats),
@@ -276,7 +277,12 @@ def _lengths_section(stats: dict) -> str:
     return _section("lengths", "Document length", f"<div class='grid'>{figures}</div>")
 
 
-def _dedup_section(stats: dict) -> str:
+def sample_command(run_url: str, *args: str) -> str:
+    """The ``refinery sample`` command line for this run, quoted for a shell."""
+    return shlex.join(["refinery", "sample", run_url, *args])
+
+
+def _dedup_section(stats: dict, run_url: str) -> str:
     parts = []
     for stage in stats["stages"]:
         clusters = stage.get("clusters")
@@ -300,7 +306,7 @@ def _dedup_section(stats: dict) -> str:
         if clusters and clusters.get("largest"):
             rows = "".join(
                 f"<tr><td><code>{escape(c['cluster'])}</code></td>{_cell(c['size'])}"
-                f"<td><code>refinery sample RUN --cluster '{escape(c['cluster'])}'</code></td></tr>"
+                f"<td><code>{escape(sample_command(run_url, '--cluster', c['cluster']))}</code></td></tr>"
                 for c in clusters["largest"][:10]
             )
             parts.append(f"<table><tr><th>largest clusters</th><th>documents</th><th>see them</th></tr>{rows}</table>")
@@ -442,7 +448,8 @@ def _samples_section(run: RunDir, stats: dict) -> str:
             f"<details><summary><b>{escape(reason)}</b> ({len(docs)} shown)</summary>{''.join(items)}</details>"
         )
     intro = (
-        "<p>A few documents per drop reason (sampled uniformly; <code>refinery sample RUN --reason R</code> "
+        "<p>A few documents per drop reason (sampled uniformly; "
+        f"<code>{escape(sample_command(run.url))} --reason R</code> "
         "shows more). "
         "Marked: <mark class='pii'>masked PII</mark>, <mark class='rep'>repeated lines</mark>, "
         "<mark class='flag'>flagged words or lines</mark>.</p>"

@@ -88,6 +88,7 @@ def test_every_number_in_the_funnel_equals_stats_json(demo_run):
     assert parser.sections == list(SECTIONS)
     reasons = {r for s in stats["stages"] for r in s["dropped"]}
     assert all(f"{r}</b>" in html for r in reasons)  # a sample per drop reason
+    assert f"refinery sample {demo_run} --reason R" in html and "refinery sample RUN" not in html
 
 
 def test_thresholds_are_marked_and_training_runs_are_linked(demo_run):

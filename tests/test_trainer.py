@@ -31,6 +31,7 @@ from trainer.model import (
     rope_angles,
     rotate_pairs,
 )
+from trainer.moe import swiglu
 from trainer.optim import OptimConfig, build_optimizers, zeropower_newton_schulz
 from trainer.schedule import ScheduleConfig, lr_at
 
@@ -114,6 +115,26 @@ def test_rmsnorm_swiglu_and_rope_match_their_definitions():
     rotated_a = apply_rope(a.expand(1, 1, 16, 8), angles)[0, 0]
     rotated_b = apply_rope(b.expand(1, 1, 16, 8), angles)[0, 0]
     assert torch.allclose(rotated_a[3] @ rotated_b[1], rotated_a[9] @ rotated_b[7], atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_swiglu_gradient_equals_autograd_of_the_plain_expression_bit_for_bit(dtype):
+    torch.manual_seed(2)
+    gate_up = torch.randn(3, 7, 2 * 24, dtype=dtype, requires_grad=True)
+    grad = torch.randn(3, 7, 24, dtype=dtype)
+    gate, up = gate_up.chunk(2, dim=-1)
+    (F.silu(gate) * up).backward(grad)
+    expected, gate_up.grad = gate_up.grad, None
+    out = swiglu(gate_up)
+    out.backward(grad)
+    assert out.grad_fn.name().endswith("_SwiGLUBackward")  # the hand-written backward ran
+    assert torch.equal(out, F.silu(gate) * up) and torch.equal(gate_up.grad, expected)
+
+
+def test_the_optimizer_is_fused_adamw_on_cpu():
+    model = Transformer(ModelConfig(vocab_size=10, d_model=16, n_heads=2, n_layers=1, context_length=8))
+    (adamw,) = build_optimizers(model, OptimConfig()).optimizers
+    assert adamw.defaults["fused"] and not adamw.defaults["foreach"]
 
 
 def test_torch_compile_captures_the_model_whole_in_real_arithmetic():

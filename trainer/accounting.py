@@ -61,8 +61,8 @@ def activation_elements_per_token(config: ModelConfig, context: int) -> int:
     """Values autograd keeps per token for the backward pass, estimated from the layer shapes (within ~10%
     of what the saved-tensor hooks record for the tested configurations; tests/test_variants.py)."""
     d = config.d_model
-    attention = 12 * d + (0 if config.positions == "rope" else 4 * d)
-    ffn = (6 if config.activation == "swiglu" else 2) * config.d_ff
+    attention = (12 if config.positions == "rope" else 10) * d  # RoPE keeps the rotated queries and keys too
+    ffn = {"swiglu": 4, "relu": 1}.get(config.activation, 2) * config.d_ff  # relu keeps only its output
     if config.n_experts:
         ffn = config.moe_top_k * (ffn + 2 * d) + 4 * config.n_experts
     window = min(config.sliding_window or context, context)
