@@ -263,7 +263,7 @@ def saved_tensor_values(m: Transformer, batch: int, t: int) -> int:
     return sum(seen.values()) // 4
 
 
-@pytest.mark.parametrize("name", ["default", "relu", "gelu", "moe", "dropout", "learned"])
+@pytest.mark.parametrize("name", ["default", "relu", "gelu", "moe", "dropout", "learned", "combined"])
 def test_activation_memory_estimate_is_close_to_what_autograd_saves(name):
     m = model(**VARIANTS[name])
     # the difference between two batch sizes leaves out what does not grow with the batch

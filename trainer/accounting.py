@@ -65,8 +65,9 @@ def activation_elements_per_token(config: ModelConfig, context: int) -> int:
     ffn = {"swiglu": 4, "relu": 1}.get(config.activation, 2) * config.d_ff  # relu keeps only its output
     if config.n_experts:
         ffn = config.moe_top_k * (ffn + 2 * d) + 4 * config.n_experts
-    window = min(config.sliding_window or context, context)
-    dropout = 2 * config.n_heads * window + 3 * d if config.dropout else 0
+    # attention dropout keeps the probabilities and the dropout mask, over the whole context even in a
+    # sliding window (the window is a mask on the full scores)
+    dropout = 2 * config.n_heads * context + 3 * d if config.dropout else 0
     return config.n_layers * (attention + ffn + dropout) + 3 * d
 
 
