@@ -30,7 +30,7 @@ from filters.extract import HtmlExtractor  # noqa: E402
 from filters.language import LanguageFilter  # noqa: E402
 from filters.toxicity import C4BadWords, Toxicity  # noqa: E402
 from filters.warc import iter_records  # noqa: E402
-from pipeline.quality import train_quality_classifier  # noqa: E402
+from pipeline.tools.quality import train_quality_classifier  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work"
 

@@ -17,7 +17,7 @@ same way.
    every pair of documents that share at least one shingle (an inverted index: a sparse doc x shingle matrix
    times its transpose counts the shared shingles of exactly those pairs; the pairs above 0.25 are recomputed
    with ``filters.dedup.jaccard`` as a cross-check). Truly removed = every document of a connected component of
-   {J >= T} but its first. The project runs with ``pipeline.dedup_files.minhash_dedup_files`` (kept files) and
+   {J >= T} but its first. The project runs with ``pipeline.tools.dedup_files.minhash_dedup_files`` (kept files) and
    with the same stage run by hand, to read the ``minhash_dedup_cluster`` column (cluster membership).
 2. Throughput on one CPU: the project's stage (all phases, ``LocalExecutor``) vs a datasketch MinHash +
    MinHashLSH + union-find loop over the same shingles.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-FILES_PER_SHARD = 2_000  # as pipeline.dedup_files.FILES_PER_SHARD
+FILES_PER_SHARD = 2_000  # as pipeline.tools.dedup_files.FILES_PER_SHARD
 
 
 from dedup_corpus import (  # noqa: E402
@@ -60,10 +60,11 @@ from dedup_sides import (  # noqa: E402
     phase_meter,
     prepare_run,
     read_clusters,
-    read_text,
     run_stage,
     vmhwm_mb,
 )
+
+from pipeline.tools.dedup_files import read_file_text  # noqa: E402
 
 # -- accuracy -----------------------------------------------------------------------------------------------------
 
@@ -99,9 +100,9 @@ def score(truth: dict, cluster_of: np.ndarray, removed: np.ndarray, threshold: f
 
 def accuracy(paths: list[Path], kinds: list[str], threshold: float, margin: float, files_per_shard: int) -> dict:
     from filters.dedup import candidate_probability
-    from pipeline.dedup_files import minhash_dedup_files
+    from pipeline.tools.dedup_files import minhash_dedup_files
 
-    texts = [read_text(p) for p in paths]
+    texts = [read_file_text(p) for p in paths]
     n = len(texts)
     log(f"ground truth: exact Jaccard over {n} documents")
     truth = ground_truth(texts, threshold)
@@ -158,7 +159,7 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def throughput(paths: list[Path], threshold: float, repeats: int, files_per_shard: int) -> dict:
-    texts = [read_text(p) for p in paths]
+    texts = [read_file_text(p) for p in paths]
     rows = {"ours (verify)": [], "ours (no verify)": [], "datasketch": []}
     with tempfile.TemporaryDirectory(dir=DEDUP_WORK) as tmp:
         t0 = time.perf_counter()
@@ -196,7 +197,7 @@ def worker(side: str, folder: Path, threshold: float, docs_per_partition: int, f
     import datasketch  # noqa: F401
     import pyarrow  # noqa: F401 - imported before the baseline so that both sides start alike
 
-    import pipeline.dedup_minhash  # noqa: F401
+    import pipeline.stages.dedup.minhash  # noqa: F401
 
     baseline = current_rss_mb()
     paths = sorted(folder.glob("*.txt"))
@@ -224,7 +225,7 @@ def worker(side: str, folder: Path, threshold: float, docs_per_partition: int, f
             "verified_pairs": clusters.get("verified_pairs"),
         }
     else:
-        roots, _ = datasketch_dedup(read_text(p) for p in paths)
+        roots, _ = datasketch_dedup(read_file_text(p) for p in paths)
         removed = int((roots != np.arange(len(roots))).sum())
         extra = {}
     seconds = time.perf_counter() - t0

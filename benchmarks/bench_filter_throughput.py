@@ -108,7 +108,7 @@ class Ours:
     def run_once(self, out_dir: Path) -> dict:
         from pipeline.inputs import Shard
         from pipeline.rundir import RunDir
-        from pipeline.stages import ShardContext, process_shard
+        from pipeline.stages.base import ShardContext, process_shard
 
         shutil.rmtree(out_dir, ignore_errors=True)
         wf = self.workflow

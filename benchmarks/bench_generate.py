@@ -37,7 +37,8 @@ from trainer.data import DataConfig, TokenData  # noqa: E402
 from trainer.distill import DistillConfig  # noqa: E402
 from trainer.generate import generate_batch, load_model  # noqa: E402
 from trainer.loop import Trainer  # noqa: E402
-from trainer.model import ModelConfig, Transformer  # noqa: E402
+from trainer.model import Transformer  # noqa: E402
+from trainer.model_config import ModelConfig  # noqa: E402
 from trainer.optim import OptimConfig  # noqa: E402
 from trainer.quantize import heldout_loss, quantize_model, weight_bytes  # noqa: E402
 from trainer.schedule import ScheduleConfig  # noqa: E402

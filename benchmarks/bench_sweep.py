@@ -61,7 +61,7 @@ def shards() -> None:
     """Token shards of the test fixtures' text, once."""
     if (WORK / "shards" / "a.json").exists():
         return
-    from pipeline.tokenization import write_shard
+    from pipeline.stages.tokenize import write_shard
     from tokenizer.bpe import Tokenizer
     from tokenizer.train import train_bpe
 
@@ -95,8 +95,9 @@ def main(argv=None) -> int:
     shards()
     import torch
 
-    from pipeline.runner import connect
-    from pipeline.sweeping import load_sweep, run_sweep
+    from pipeline.engine.cluster import connect
+    from pipeline.models.sweep_file import load_sweep
+    from pipeline.models.sweeps import run_sweep
     from trainer.sweep import run_trial
 
     sequential = {}

@@ -19,7 +19,7 @@ held out.
 2. Encoding, one thread, with our trained tokenizer: the pure-Python path (cold: empty cache; warm: the
    second pass), the default tiktoken-backed path, and tiktoken itself loaded with our ranks (the anchor);
    the ids of all three are compared on the whole text.
-3. ``pipeline.tokenization.encode_files`` (``refinery tokenize``) on the corpus cut into 8 text files, with
+3. ``pipeline.tools.tokenize_files.encode_files`` (``refinery tokenize``) on the corpus cut into 8 text files, with
    2 and 1 workers; shards checked with ``tokenizer.shards.verify_shard``.
 4. Bytes per token on ``heldout.txt``: ours, HF's (trained in 1.), GPT-2's 50k tokenizer.
 """
@@ -397,7 +397,7 @@ def bench_encoding(text: str, tok_dir: Path, args, report: dict):
 def bench_shards(corpus: Path, work: Path, tok_dir: Path, args, report: dict) -> None:
     import numpy as np
 
-    from pipeline.tokenization import encode_files, read_documents_from
+    from pipeline.tools.tokenize_files import encode_files, file_documents
     from tokenizer.bpe import Tokenizer
     from tokenizer.shards import ShardReader, verify_shard
 
@@ -419,7 +419,7 @@ def bench_shards(corpus: Path, work: Path, tok_dir: Path, args, report: dict) ->
     prefixes = [str(out / p.stem) for p in parts]
     problems = {p: verify_shard(p, tok.hash) for p in prefixes}
     bad = {p: v for p, v in problems.items() if v}
-    docs = list(read_documents_from(str(parts[0])))
+    docs = list(file_documents(str(parts[0])))
     reader = ShardReader(prefixes[0])
     same = len(reader) == len(docs) and all(
         np.array_equal(reader.document(i), np.asarray(tok.encode(d), dtype=reader.dtype)) for i, d in enumerate(docs)
@@ -433,7 +433,7 @@ def bench_shards(corpus: Path, work: Path, tok_dir: Path, args, report: dict) ->
             [f"encode_files workers={workers}", f"{wall:.2f}", f"{mb / wall:.2f}", f"{tokens / wall / 1e6:.2f}"]
         )
     print(
-        f"\n== 3. Corpus -> token shards (pipeline.tokenization.encode_files, `refinery tokenize`): "
+        f"\n== 3. Corpus -> token shards (pipeline.tools.tokenize_files.encode_files, `refinery tokenize`): "
         f"{N_PARTS} text files, {mb:.1f} MB, {tokens:,} tokens incl. one EOS per document, median of {args.repeats}"
     )
     print(table(["", "wall s", "MB/s", "Mtokens/s"], rows))
@@ -454,10 +454,10 @@ def bench_shards(corpus: Path, work: Path, tok_dir: Path, args, report: dict) ->
 def bench_bytes_per_token(heldout: Path, tok_dir: Path, hf_dir: Path, report: dict) -> None:
     from tokenizers import Tokenizer as HFTokenizer
 
-    from pipeline.tokenization import read_documents_from
+    from pipeline.tools.tokenize_files import file_documents
     from tokenizer.bpe import Tokenizer
 
-    docs = list(read_documents_from(str(heldout)))
+    docs = list(file_documents(str(heldout)))
     n_bytes = sum(len(d.encode("utf-8")) for d in docs)
     ours = Tokenizer.load(str(tok_dir))
     hf = HFTokenizer.from_file(str(hf_dir / "tokenizer.json"))

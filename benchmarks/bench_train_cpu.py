@@ -34,7 +34,8 @@ SHAPES = [  # (name, vocab, d_model, layers, heads, d_ff, context, batch)
 def models(vocab, d, layers, heads, ff, context):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from trainer.model import ModelConfig, Transformer
+    from trainer.model import Transformer
+    from trainer.model_config import ModelConfig
 
     ours = Transformer(
         ModelConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=ff, context_length=context)

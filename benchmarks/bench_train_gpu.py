@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     from trainer.config import LoopConfig, TrainConfig
     from trainer.data import DataConfig
     from trainer.loop import Trainer, peak_flops
-    from trainer.model import ModelConfig
+    from trainer.model_config import ModelConfig
     from trainer.optim import OptimConfig
     from trainer.schedule import ScheduleConfig
 

@@ -17,31 +17,12 @@ CLUSTER_COL = f"{STAGE_NAME}_cluster"
 # -- our side -----------------------------------------------------------------------------------------------------
 
 
-def read_text(path: Path) -> str:
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        return f.read()
-
-
 def prepare_run(paths: list[Path], run_dir: Path, files_per_shard: int):
-    """The input of the stage as ``pipeline.dedup_files._run`` writes it: one Parquet shard per
-    ``files_per_shard`` files, with its statistics."""
-    from pipeline.docio import document_schema, write_documents
-    from pipeline.inputs import Shard
-    from pipeline.rundir import RunDir
+    """The input of the stage as ``minhash_dedup_files`` writes it (``files_as_run``), in ``run_dir``."""
+    from pipeline.tools.dedup_files import files_as_run
 
     shutil.rmtree(run_dir, ignore_errors=True)
-    run = RunDir(str(run_dir))
-    shards = []
-    for i in range(0, max(len(paths), 1), files_per_shard):
-        shard = Shard(f"{len(shards):06d}-0000", "files", 0, None)
-        docs = [
-            {"id": p.name, "url": str(p), "text": read_text(p), "source": str(p), "offset": 0}
-            for p in paths[i : i + files_per_shard]
-        ]
-        write_documents(run, run.kept("files", shard.id), docs, document_schema([]))
-        run.write_json(run.shard_stats("files", shard.id), {"docs_kept": len(docs)})
-        shards.append(shard)
-    return run, shards
+    return files_as_run(paths, str(run_dir), files_per_shard)
 
 
 def vmhwm_mb() -> float:
@@ -56,7 +37,7 @@ def _reset_peak() -> None:
 
 def phase_meter():
     """A LocalExecutor that records, per phase, seconds, tasks and the peak RSS of its largest task."""
-    from pipeline.executor import LocalExecutor
+    from pipeline.engine.executor import LocalExecutor
 
     class PhaseMeter(LocalExecutor):
         def __init__(self):
@@ -83,10 +64,9 @@ def run_stage(
     run, shards, *, threshold: float, verify: bool, docs_per_partition: int = 200_000, profile=None, executor=None
 ):
     """Run the MinHash stage (all phases, LocalExecutor: this process, one task after the other); seconds."""
-    from pipeline.dedup import GlobalContext
-    from pipeline.dedup_minhash import MinHashDedupStage, MinHashOptions
-    from pipeline.executor import LocalExecutor
-    from pipeline.stages import output_fields
+    from pipeline.engine.executor import LocalExecutor
+    from pipeline.stages.base import GlobalContext, output_fields
+    from pipeline.stages.dedup.minhash import MinHashDedupStage, MinHashOptions
 
     shutil.rmtree(run.path(STAGE_NAME), ignore_errors=True)
     stage = MinHashDedupStage(

@@ -15,21 +15,6 @@ from typing import ClassVar
 Document = dict
 
 
-class ParamError(ValueError):
-    """A parameter value outside what a filter accepts; ``param`` names it."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(f"{param}: {message}")
-        self.param = param
-        self.message = message
-
-
-def require(condition: bool, param: str, message: str) -> None:
-    """Raise :class:`ParamError` for ``param`` unless ``condition`` holds."""
-    if not condition:
-        raise ParamError(param, message)
-
-
 @dataclass(frozen=True)
 class Metric:
     """A numeric annotation written on documents, with the histogram bin edges its statistics use and the

@@ -10,7 +10,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from filters.base import RATIO_BINS, Document, Filter, Metric, log_bins, require
+from filters.base import RATIO_BINS, Document, Filter, Metric, log_bins
+from tokenizer.errors import require
 
 _CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")

@@ -13,8 +13,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from filters.base import Document, Filter, Metric, linear_bins, require
+from filters.base import Document, Filter, Metric, linear_bins
 from filters.models import load_fasttext
+from tokenizer.errors import require
 
 SCORE_BINS = linear_bins(0.0, 1.0, 100)
 _WHITESPACE = re.compile(r"\s+")

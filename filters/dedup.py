@@ -16,7 +16,7 @@ import regex
 import xxhash
 from datasketch import MinHash
 
-from filters.base import require
+from tokenizer.errors import require
 
 _SEPARATORS = re.compile(r"[\W_]+")  # punctuation and whitespace runs become one space
 _COMBINING_MARKS = regex.compile(r"\p{Mn}+")  # what NFD splits off: accents

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from resiliparse.extract.html2text import extract_plain_text
 
-from filters.base import require
 from filters.charset import decode_html
 from filters.http import parse_http_response
 from filters.warc import WarcRecord
+from tokenizer.errors import require
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _SNIFF_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from filters.base import RATIO_BINS, Document, Filter, Metric, linear_bins, require
+from filters.base import RATIO_BINS, Document, Filter, Metric, linear_bins
 from filters.text import duplicates, words
+from tokenizer.errors import require
 
 STOP_CHARS = (".", "'", '"', "!", "?")
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from filters.base import RATIO_BINS, Document, Filter, Metric, linear_bins, log_bins, require
+from filters.base import RATIO_BINS, Document, Filter, Metric, linear_bins, log_bins
 from filters.text import duplicates, has_letter, is_symbol, words
+from tokenizer.errors import require
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")

@@ -6,8 +6,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from filters.base import RATIO_BINS, Document, Filter, Metric, require
+from filters.base import RATIO_BINS, Document, Filter, Metric
 from filters.models import DEFAULT_LID_MODEL, load_fasttext
+from tokenizer.errors import require
 
 
 @dataclass(kw_only=True)

@@ -22,9 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from filters.base import Document, Filter, Metric, require
+from filters.base import Document, Filter, Metric
 from filters.classifiers import SCORE_BINS, check_local_file, classifier, fasttext_line, label_probability
 from filters.models import DEFAULT_LID_MODEL, load_fasttext, local_copy
+from tokenizer.errors import require
 
 FASTTEXT_LABELS = {"nsfw": "nsfw", "hate_speech": "toxic"}  # Dolma's Jigsaw models
 OBTAIN_JIGSAW = (

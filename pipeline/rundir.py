@@ -17,7 +17,6 @@ import json
 import uuid
 from typing import Any
 
-import fsspec
 from fsspec.core import url_to_fs
 
 
@@ -84,8 +83,3 @@ class RunDir:
 
     def open(self, path: str, mode: str = "rb"):
         return self.fs.open(path, mode)
-
-
-def open_input(url: str):
-    """Open an input file (local path or fsspec URL) for binary random access."""
-    return fsspec.open(url, "rb").open()

@@ -8,37 +8,20 @@ fails for good is reported at the end, and rerunning the same command redoes onl
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 import time
-from importlib import metadata
 
-import ray
-
-from pipeline.dedup import GlobalContext, GlobalStage
-from pipeline.executor import Executor, RayExecutor, RunFailed  # noqa: F401 - RunFailed is part of this API
+from pipeline.engine.cluster import connect
+from pipeline.engine.executor import Executor, RayExecutor
 from pipeline.inputs import Shard, plan_shards
+from pipeline.report.collect import collect_stats
 from pipeline.rundir import RunDir
-from pipeline.schema import ConfigError
-from pipeline.stages import ShardContext, Stage, output_fields, process_shard
-from pipeline.stats import merge
+from pipeline.stages.base import GlobalContext, GlobalStage, ShardContext, Stage, output_fields, process_shard
 from pipeline.workflow import Workflow
+from tokenizer.errors import ConfigError
 
 log = logging.getLogger("refinery")
-
-
-def connect(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), else start a local Ray on loopback."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
 
 
 def run_workflow(
@@ -52,7 +35,7 @@ def run_workflow(
     executor: Executor | None = None,
 ) -> dict:
     """Run (or resume) ``workflow``; returns the merged statistics, also written to ``<run>/stats.json``.
-    Tasks run on Ray unless an ``executor`` is given (e.g. :class:`~pipeline.executor.LocalExecutor`)."""
+    Tasks run on Ray unless an ``executor`` is given (e.g. :class:`~pipeline.engine.executor.LocalExecutor`)."""
     workflow.check_run_dir(workflow.run_dir(output), "--output" if output else "run.output")
     run = RunDir(workflow.run_dir(output))
     if restart:
@@ -147,42 +130,3 @@ def _run_shards(run, workflow, plan, segment, done, upstream, fields, executor) 
 def _shard_task(shared, ctx: ShardContext, done: list[bool]) -> dict:
     segment, upstream, fields = shared
     return process_shard(ctx, segment, done, upstream, fields)
-
-
-def collect_stats(run: RunDir) -> dict:
-    """Merge the shard statistics of every stage of the run (complete or not) into one document."""
-    record = run.read_json(run.path("workflow.json"))
-    shard_ids = [s["id"] for s in record["shards"]]
-    stages = []
-    for stage in record["stages"]:
-        paths = [run.shard_stats(stage["name"], sid) for sid in sorted(run.done_shards(stage["name"]))]
-        parts = [json.loads(data) for data in run.fs.cat(paths).values()] if paths else []
-        merged = merge(parts) if parts else {"stage": stage["name"], "kind": stage["kind"], "shards": []}
-        merged["shards_done"] = len(merged.pop("shards"))
-        for extra, key in (("clusters.json", "clusters"), ("timing.json", "timing")):
-            if run.exists(run.path(stage["name"], extra)):
-                merged[key] = run.read_json(run.path(stage["name"], extra))
-        stages.append(merged)
-    complete = all(s["shards_done"] == len(shard_ids) for s in stages)
-    return {
-        "run": {
-            "name": record["name"],
-            "workflow": record["file"],
-            "run_dir": run.url,
-            "shards": len(shard_ids),
-            "inputs": len({s["path"] for s in record["shards"]}),
-            "complete": complete,
-            "versions": _versions(),
-        },
-        "stages": stages,
-    }
-
-
-def _versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for dist in ("refinery", "ray", "resiliparse", "fasttext-community", "pyarrow", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out

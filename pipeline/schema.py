@@ -1,7 +1,7 @@
 """Build typed config objects from TOML tables, with errors that name the file, the key and what was expected.
 
 Config classes are dataclasses; their annotated fields are the keys a workflow file may set. Range checks
-live in the classes themselves (``__post_init__`` raising :class:`filters.base.ParamError`).
+live in the classes themselves (``__post_init__`` raising :func:`tokenizer.errors.invalid`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,7 @@ import tomllib
 import typing
 from typing import Any, Literal
 
-
-class ConfigError(Exception):
-    """A workflow file that cannot be run: ``file``, dotted ``key`` and what was expected."""
-
-    def __init__(self, file: str, key: str, message: str):
-        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
-        self.file = file
-        self.key = key
-        self.message = message
+from tokenizer.errors import ConfigError
 
 
 def load_toml(path: str, what: str) -> dict:
@@ -123,10 +115,8 @@ def build(cls: type, table: Any, *, file: str, key: str, skip: tuple[str, ...] =
             raise ConfigError(file, _join(key, name), f"missing required key ({_expected(hints[name])})")
     try:
         return cls(**kwargs)
-    except ValueError as exc:  # ParamError and the trainer's ConfigValueError name the parameter
-        if not hasattr(exc, "param"):
-            raise
-        raise ConfigError(file, _join(key, exc.param), exc.message) from None
+    except ConfigError as exc:  # a check in the class names the key; the file and the table are added here
+        raise exc.located(file, key) from None
 
 
 def convert(value: Any, tp: Any, *, file: str, key: str) -> Any:

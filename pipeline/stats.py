@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from filters.base import Metric, log_bins
+if TYPE_CHECKING:  # only the type: reading a run's statistics loads no filter code
+    from filters.base import Metric
 
-LENGTH_BINS = log_bins(1, 1e7, 35)
+LENGTH_BINS = tuple(round(10 ** (7 * i / 35), 6) for i in range(36))  # characters: 1 to 1e7, 35 log bins
 MAX_ISSUE_SAMPLES = 20
 
 

@@ -31,28 +31,17 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from filters.base import ParamError
-from pipeline.dedup_exact import ExactDedupStage, LineDedupStage
-from pipeline.dedup_minhash import MinHashDedupStage
 from pipeline.inputs import InputError, InputFile, expand_inputs
-from pipeline.schema import ByteSize, ConfigError, build, describe, kind_and_name, load_toml, resolve_paths
-from pipeline.select import TopFractionStage
-from pipeline.stages import DocumentsStage, ExtractStage, FilterStage, Stage
-from pipeline.tokenization import TokenizeStage
+from pipeline.reader import file_format
+from pipeline.schema import ByteSize, build, describe, kind_and_name, load_toml, resolve_paths
+from pipeline.stages import STAGE_KINDS
+from pipeline.stages.base import Stage
+from pipeline.stages.documents_input import DocumentsStage
+from pipeline.stages.extract import ExtractStage
+from pipeline.stages.tokenize import TokenizeStage
+from tokenizer.errors import ConfigError, invalid
 
 SECTIONS = ("run", "input", "stages", "train", "sft", "generate")
-STAGE_KINDS: dict[str, type[Stage]] = {
-    cls.kind: cls
-    for cls in (
-        ExtractStage,
-        FilterStage,
-        ExactDedupStage,
-        LineDedupStage,
-        MinHashDedupStage,
-        TopFractionStage,
-        TokenizeStage,
-    )
-}
 
 
 @dataclass(kw_only=True)
@@ -63,7 +52,7 @@ class RunConfig:
 
     def __post_init__(self):
         if not self.name or "/" in self.name or self.name in (".", ".."):
-            raise ParamError("name", f"expected a plain directory name, got {self.name!r}")
+            raise invalid("name", f"expected a plain directory name, got {self.name!r}")
 
 
 @dataclass(kw_only=True)
@@ -74,10 +63,10 @@ class InputConfig:
 
     def __post_init__(self):
         if not self.paths:
-            raise ParamError("paths", "expected at least one path or glob")
+            raise invalid("paths", "expected at least one path or glob")
         for name in ("split_bytes", "max_record_bytes"):
             if getattr(self, name) < 1 << 16:
-                raise ParamError(name, f"expected at least 64KiB, got {int(getattr(self, name))}")
+                raise invalid(name, f"expected at least 64KiB, got {int(getattr(self, name))}")
 
 
 @dataclass(kw_only=True)
@@ -91,7 +80,7 @@ class ModelStep:
 
     def __post_init__(self):
         if not os.path.isfile(self.config):
-            raise ParamError("config", f"no such file: {self.config}")
+            raise invalid("config", f"no such file: {self.config}")
 
 
 @dataclass(kw_only=True)
@@ -105,9 +94,9 @@ class GenerateStep:
 
     def __post_init__(self):
         if not self.prompts:
-            raise ParamError("prompts", "expected at least one prompt")
+            raise invalid("prompts", "expected at least one prompt")
         if self.max_new_tokens < 1 or self.temperature < 0:
-            raise ParamError("max_new_tokens", "expected max_new_tokens >= 1 and temperature >= 0")
+            raise invalid("max_new_tokens", "expected max_new_tokens >= 1 and temperature >= 0")
 
 
 @dataclass
@@ -182,11 +171,37 @@ def load_workflow(path: str) -> Workflow:
             raise ConfigError(path, section, "missing required section")
     run = build(RunConfig, table["run"], file=path, key="run")
     inputs = build(InputConfig, table["input"], file=path, key="input")
-    parquet = [p.endswith(".parquet") for p in inputs.paths]
-    if any(parquet) and not all(parquet):
-        raise ConfigError(path, "input.paths", "expected WARC files or Parquet documents, not both")
-    stages = _stages(table["stages"], path, documents_input=all(parquet))
-    workflow = Workflow(path, run, inputs, stages)
+    workflow = Workflow(path, run, inputs, [])
+    if run.output:
+        workflow.check_run_dir(workflow.run_dir(), "run.output")
+    try:
+        workflow.input_files = expand_inputs(inputs.paths, workflow.base_dir)
+    except InputError as exc:
+        raise ConfigError(path, f"input.paths[{exc.index}]", str(exc)) from None
+    documents_input = _documents_input(path, workflow.input_files)
+    workflow.stages = _stages(table["stages"], path, documents_input)
+    _model_steps(workflow, table)
+    if documents_input:  # documents (another run's, JSONL, text): read them in as the first stage
+        try:
+            workflow.stages.insert(0, DocumentsStage.for_inputs([f.path for f in workflow.input_files]))
+        except ValueError as exc:
+            raise ConfigError(path, "input.paths", str(exc)) from None
+        if any(s.name == workflow.stages[0].name for s in workflow.stages[1:]):
+            raise ConfigError(path, "stages", f"the name {workflow.stages[0].name!r} is taken by the documents input")
+    return workflow
+
+
+def _documents_input(path: str, files: list[InputFile]) -> bool:
+    """Whether the inputs are documents (Parquet, JSONL, text) rather than WARC files; never both."""
+    warc = [file_format(f.path) == "warc" for f in files]
+    if any(warc) and not all(warc):
+        raise ConfigError(path, "input.paths", "expected WARC files or documents (Parquet, JSONL, text), not both")
+    return not any(warc)
+
+
+def _model_steps(workflow: Workflow, table: dict) -> None:
+    """``[train]``, ``[sft]`` and ``[generate]``, checked against the stages they need."""
+    path, stages = workflow.file, workflow.stages
     for name in ("train", "sft"):
         if name in table:
             setattr(workflow, name, build(ModelStep, resolve_paths(ModelStep, table[name], path), file=path, key=name))
@@ -198,20 +213,6 @@ def load_workflow(path: str) -> Workflow:
         raise ConfigError(path, "sft", "needs a [train] section (fine-tuning starts from the model trained here)")
     if workflow.generate and not workflow.train:
         raise ConfigError(path, "generate", "needs a [train] section (a model to generate with)")
-    if run.output:
-        workflow.check_run_dir(workflow.run_dir(), "run.output")
-    try:
-        workflow.input_files = expand_inputs(inputs.paths, workflow.base_dir)
-    except InputError as exc:
-        raise ConfigError(path, f"input.paths[{exc.index}]", str(exc)) from None
-    if all(parquet):  # another run's documents: read them in as the first stage
-        try:
-            stages.insert(0, DocumentsStage.for_inputs(workflow.input_files[0].path))
-        except ValueError as exc:
-            raise ConfigError(path, "input.paths", str(exc)) from None
-        if any(s.name == stages[0].name for s in stages[1:]):
-            raise ConfigError(path, "stages", f"the name {stages[0].name!r} is taken by the Parquet input")
-    return workflow
 
 
 def _stages(entries, path: str, documents_input: bool) -> list[Stage]:
@@ -227,7 +228,7 @@ def _stages(entries, path: str, documents_input: bool) -> list[Stage]:
             raise ConfigError(path, f"{key}.kind", "no document stage can follow 'tokenize' (it writes token shards)")
         stage = STAGE_KINDS[kind].from_table(entry, file=path, key=key)
         if documents_input and isinstance(stage, ExtractStage):
-            raise ConfigError(path, f"{key}.kind", "the inputs are Parquet documents, which need no 'extract'")
+            raise ConfigError(path, f"{key}.kind", "the inputs are documents, which need no 'extract'")
         if not documents_input and (i == 0) != isinstance(stage, ExtractStage):
             where = "the first stage must be" if i == 0 else "only the first stage can be"
             raise ConfigError(path, f"{key}.kind", f"{where} 'extract' (it reads the WARC inputs)")

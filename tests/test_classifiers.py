@@ -10,15 +10,15 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from filters.base import ParamError
 from filters.classifiers import QualityClassifier
 from filters.toxicity import C4BadWords, Toxicity
 from pipeline.cli import main
-from pipeline.quality import chunks, iter_texts, train_quality_classifier
-from pipeline.schema import ConfigError
+from pipeline.reader import read_texts
+from pipeline.tools.quality import chunks, train_quality_classifier
 from pipeline.workflow import load_workflow
 from tests.helpers import FIXTURES, WARC_DIR
 from tests.test_language import extracted_pages
+from tokenizer.errors import ConfigError
 
 POSITIVE = [
     str(WARC_DIR / "debian-installation-guide"),
@@ -83,10 +83,10 @@ def test_sources_are_read_from_warc_parquet_jsonl_and_text(tmp_path):
     pq.write_table(pa.table({"text": ["first document " * 10, "second " * 20]}), tmp_path / "kept.parquet")
     (tmp_path / "docs.jsonl").write_text(json.dumps({"text": "a jsonl document " * 10}) + "\n")
     (tmp_path / "page.txt").write_text("one document per text file " * 5)
-    assert len(list(iter_texts(str(tmp_path / "kept.parquet"), min_chars=100))) == 2
-    assert len(list(iter_texts(str(tmp_path / "docs.jsonl"), min_chars=100))) == 1
-    assert len(list(iter_texts(str(tmp_path / "page.txt"), min_chars=100))) == 1
-    assert len(list(iter_texts(str(WARC_DIR / "dolma/sample-0000.warc.gz")))) == 22
+    assert len(list(read_texts(str(tmp_path / "kept.parquet"), min_chars=100))) == 2
+    assert len(list(read_texts(str(tmp_path / "docs.jsonl"), min_chars=100))) == 1
+    assert len(list(read_texts(str(tmp_path / "page.txt"), min_chars=100))) == 1
+    assert len(list(read_texts(str(WARC_DIR / "dolma/sample-0000.warc.gz")))) == 22
     assert chunks("a b c d e f g", 3) == ["a b c", "d e f"]  # a tail under half a chunk is dropped
     with pytest.raises(FileNotFoundError, match="no input files"):
         train_quality_classifier([str(tmp_path / "missing/*")], NEGATIVE, str(tmp_path / "m.bin"))
@@ -126,16 +126,16 @@ def test_a_fasttext_toxicity_model_is_scored_by_its_label(quality_model):
     assert low.apply(spam, Counter()) == "above_threshold" and spam["toxicity_spam"] > 0.5
     with pytest.raises(ValueError, match=r"has no label 'toxic'; its labels: (hq, lq|lq, hq)"):
         Toxicity(category="x", model=path, label="toxic", languages=[]).apply({"text": "hello"}, Counter())
-    with pytest.raises(ParamError, match="label: name the toxic label"):
+    with pytest.raises(ConfigError, match="label: name the toxic label"):
         Toxicity(category="custom", model=path)
 
 
 def test_missing_models_name_the_path_and_where_to_get_them(tmp_path):
-    with pytest.raises(ParamError, match=r"no such file: /nowhere/nsfw.bin; Dolma's Jigsaw .*dolma-artifacts.org"):
+    with pytest.raises(ConfigError, match=r"no such file: /nowhere/nsfw.bin; Dolma's Jigsaw .*dolma-artifacts.org"):
         Toxicity(category="nsfw", model="/nowhere/nsfw.bin")
-    with pytest.raises(ParamError, match=r"no such file: .*q.bin; train one with `refinery quality train"):
+    with pytest.raises(ConfigError, match=r"no such file: .*q.bin; train one with `refinery quality train"):
         QualityClassifier(model=str(tmp_path / "q.bin"))
-    with pytest.raises(ParamError, match="LDNOOBW"):
+    with pytest.raises(ConfigError, match="LDNOOBW"):
         C4BadWords(words=str(tmp_path / "en"))
     workflow = write_workflow(
         tmp_path / "wf.toml",
@@ -160,7 +160,7 @@ def test_c4_bad_words_match_whole_words_only(tmp_path):
 def test_classifiers_in_a_filter_stage_write_annotations_histograms_and_evidence(quality_model, tmp_path):
     from pipeline.inputs import Shard
     from pipeline.rundir import RunDir
-    from pipeline.stages import ShardContext, process_shard
+    from pipeline.stages.base import ShardContext, process_shard
 
     path, _ = quality_model
     workflow = write_workflow(

@@ -19,13 +19,13 @@ import pytest
 from filters.dedup import jaccard, normalize, shingle_set
 from filters.extract import HtmlExtractor
 from filters.warc import iter_records
-from pipeline.components import both_directions, connected_components, write_edges
-from pipeline.dedup_files import exact_dedup_files, line_dedup_files, minhash_dedup_files
-from pipeline.executor import LocalExecutor
-from pipeline.phases import Work
+from pipeline.engine.executor import LocalExecutor
+from pipeline.engine.phases import Work
+from pipeline.engine.shuffle import partition_of, read_partition
 from pipeline.rundir import RunDir
 from pipeline.runner import run_workflow
-from pipeline.shuffle import partition_of, read_partition
+from pipeline.stages.dedup.components import both_directions, connected_components, write_edges
+from pipeline.tools.dedup_files import exact_dedup_files, line_dedup_files, minhash_dedup_files
 from pipeline.workflow import load_workflow
 from tests.helpers import FIXTURES, WARC_DIR
 

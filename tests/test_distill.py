@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cli import main
-from pipeline.schema import ConfigError
-from pipeline.training import load_train_config
+from pipeline.models.configs import load_train_config
+from tokenizer.errors import ConfigError
 from tokenizer.shards import ShardWriter
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import LoopConfig, TrainConfig
@@ -22,7 +22,7 @@ from trainer.distill import DistillConfig, distillation_loss
 from trainer.generate import load_model
 from trainer.loop import Trainer
 from trainer.loss import IGNORE
-from trainer.model import ModelConfig
+from trainer.model_config import ModelConfig
 from trainer.optim import OptimConfig
 from trainer.schedule import ScheduleConfig
 

@@ -253,7 +253,7 @@ def test_a_trainer_killed_while_writing_a_checkpoint_resumes_exactly(tmp_path):
 
 def _shards(root):
     """Two token shards of real English text (as tests/test_trainer.py's fixture makes them)."""
-    from pipeline.tokenization import write_shard
+    from pipeline.stages.tokenize import write_shard
     from tests.helpers import FIXTURES
     from tokenizer.bpe import Tokenizer
     from tokenizer.train import train_bpe

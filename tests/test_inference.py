@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipeline.cli import main
-from pipeline.tokenization import write_shard
+from pipeline.stages.tokenize import write_shard
 from tests.helpers import FIXTURES
 from tokenizer.bpe import Tokenizer
 from tokenizer.train import train_bpe
@@ -16,7 +16,8 @@ from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
 from trainer.generate import generate, generate_batch, load_model, probabilities
 from trainer.loop import Trainer
-from trainer.model import ModelConfig, Transformer
+from trainer.model import Transformer
+from trainer.model_config import ModelConfig
 from trainer.optim import OptimConfig
 from trainer.quantize import Int8Linear, heldout_loss, quantize_checkpoint, quantize_model
 from trainer.schedule import ScheduleConfig

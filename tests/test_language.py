@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
-from filters.base import ParamError
 from filters.extract import HtmlExtractor
 from filters.language import LanguageFilter
 from filters.warc import iter_records
 from tests.helpers import FIXTURES, WARC_DIR
+from tokenizer.errors import ConfigError
 
 
 def extracted_pages(name: str) -> list[dict]:
@@ -78,6 +78,6 @@ def test_threshold_at_both_sides():
 
 
 def test_threshold_out_of_range_is_refused():
-    with pytest.raises(ParamError) as err:
+    with pytest.raises(ConfigError) as err:
         LanguageFilter(threshold=1.5)
-    assert err.value.param == "threshold"
+    assert err.value.key == "threshold"

@@ -7,19 +7,20 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 
 import pytest
 
 from pipeline.cli import main
-from pipeline.report import SECTIONS, build_report, highlight, write_report
+from pipeline.report.html import SECTIONS, build_report, highlight, write_report
 from pipeline.runner import run_workflow
 from pipeline.workflow import load_workflow
 from tests.helpers import ROOT, document_stages
 from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
 from trainer.loop import Trainer
-from trainer.model import ModelConfig
+from trainer.model_config import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 DEMO = ROOT / "workflows" / "demo.toml"
@@ -123,6 +124,22 @@ def test_compare_shows_two_funnels_side_by_side(demo_run, tmp_path, capsys):
     assert "demo</th>" in compare and "strict</th>" in compare
     assert "dropped language.score_below_threshold" in compare and "+" in compare
     assert f"report: {demo_run}/report.html" in capsys.readouterr().out
+
+
+def test_reading_a_run_imports_neither_ray_nor_the_filters(demo_run, tmp_path):
+    """stats, report and sample read plain files: a machine without Ray's workers, or a notebook, opens a run."""
+    script = f"""
+import contextlib, io, sys
+from pipeline.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main(["stats", {demo_run!r}]) == 0
+    assert main(["report", {demo_run!r}, "--output", {str(tmp_path / "r.html")!r}]) == 0
+    assert main(["sample", {demo_run!r}, "--reason", "exact_dedup.duplicate", "-n", "1"]) == 0
+loaded = [m for m in sys.modules if m.split(".")[0] in ("ray", "filters", "fasttext", "resiliparse")]
+print(loaded)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def chromium() -> str:

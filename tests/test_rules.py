@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 
-from filters.base import ParamError
 from filters.c4 import C4Quality
 from filters.fineweb import FineWebQuality
 from filters.gopher import GopherQuality, GopherRepetition
 from tests.helpers import FIXTURES
+from tokenizer.errors import ConfigError
 
 PROSE = (FIXTURES / "cs336/moby_extracted.txt").read_text().split("\n\n")[1]
 WIKI = (FIXTURES / "cs336/high_quality_wiki_reference.txt").read_text()[:6000]
@@ -180,9 +180,9 @@ def test_c4_document_rules_and_line_removal():
     ],
 )
 def test_out_of_range_parameters_name_the_parameter(cls, params, param):
-    with pytest.raises(ParamError) as err:
+    with pytest.raises(ConfigError) as err:
         cls(**params)
-    assert err.value.param == param
+    assert err.value.key == param
 
 
 def reference_top_chars(words: list[str], n: int) -> int:

@@ -16,9 +16,10 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.runner import run_workflow
-from pipeline.schema import ByteSize, ConfigError
+from pipeline.schema import ByteSize
 from pipeline.workflow import load_workflow
 from tests.helpers import ROOT, WARC_DIR, document_stages, response, write_warc
+from tokenizer.errors import ConfigError
 
 DEMO = str(ROOT / "workflows" / "demo.toml")
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -273,7 +274,7 @@ def test_fsspec_urls_and_uncompressed_warc(tmp_path):
 def test_skipped_records_are_logged_with_file_and_offset(tmp_path, caplog):
     from pipeline.inputs import Shard
     from pipeline.rundir import RunDir
-    from pipeline.stages import ShardContext, process_shard
+    from pipeline.stages.base import ShardContext, process_shard
 
     bad = tmp_path / "bad.warc.gz"
     data = bytearray((WARC_DIR / "dolma/sample-0001.warc.gz").read_bytes())

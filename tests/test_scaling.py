@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.scaling_report import count
+from pipeline.report.scaling import count
 from trainer.scaling import (
     BOUNDS,
     NAMES,

@@ -13,17 +13,17 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.cli import main
-from pipeline.schema import ConfigError
-from pipeline.training import load_sft_config
+from pipeline.models.configs import load_sft_config
 from tests.helpers import FIXTURES
 from tokenizer.bpe import Tokenizer
+from tokenizer.errors import ConfigError
 from tokenizer.train import train_bpe
 from trainer.chat import ChatTemplate, CompiledTemplate
 from trainer.checkpoint import load_checkpoint
 from trainer.config import LoopConfig
-from trainer.errors import ConfigValueError
 from trainer.loss import IGNORE, linear_cross_entropy
-from trainer.model import ModelConfig, Transformer
+from trainer.model import Transformer
+from trainer.model_config import ModelConfig
 from trainer.optim import OptimConfig
 from trainer.schedule import ScheduleConfig
 from trainer.sft import EvalConfig, InitConfig, SFTConfig, SFTTrainer
@@ -96,7 +96,7 @@ def test_template_marks_exactly_the_response_and_its_end_token(template):
 
 
 def test_template_naming_a_missing_special_token_is_an_error(tokenizer_dir):
-    with pytest.raises(ConfigValueError, match=r"template.user.*<\|im_start\|>"):
+    with pytest.raises(ConfigError, match=r"template.user.*<\|im_start\|>"):
         CompiledTemplate(ChatTemplate(user="<|im_start|>user\n{content}"), Tokenizer.load(tokenizer_dir))
 
 

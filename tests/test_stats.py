@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from filters.base import RATIO_BINS, Metric
-from pipeline.funnel import histogram_quantile
+from pipeline.report.funnel import histogram_quantile
 from pipeline.stats import Histogram, StageStats, merge
 
 

@@ -13,17 +13,19 @@ import pytest
 import torch
 
 from pipeline.cli import main
-from pipeline.schema import ConfigError
-from pipeline.sweeping import load_sweep, run_sweep
-from pipeline.tokenization import write_shard
+from pipeline.models.sweep_file import load_sweep
+from pipeline.models.sweeps import run_sweep
+from pipeline.stages.tokenize import write_shard
 from tests.helpers import FIXTURES
 from tokenizer.bpe import Tokenizer
+from tokenizer.errors import ConfigError
 from tokenizer.train import train_bpe
 from trainer.accounting import flops_per_token
 from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
 from trainer.loop import Trainer
-from trainer.model import ModelConfig, Transformer
+from trainer.model import Transformer
+from trainer.model_config import ModelConfig
 from trainer.sweep import (
     DivergenceStop,
     failed_row,

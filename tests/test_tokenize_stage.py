@@ -9,12 +9,12 @@ import os
 import pytest
 
 from pipeline.cli import main
-from pipeline.executor import LocalExecutor
+from pipeline.engine.executor import LocalExecutor
 from pipeline.runner import run_workflow
-from pipeline.schema import ConfigError
 from pipeline.workflow import load_workflow
 from tests.helpers import FIXTURES, WARC_DIR
 from tokenizer.bpe import Tokenizer
+from tokenizer.errors import ConfigError
 from tokenizer.shards import ShardReader
 
 WORKFLOW = f"""

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.schema import ConfigError
-from pipeline.tokenization import write_shard
-from pipeline.training import load_train_config
+from pipeline.models.configs import load_train_config
+from pipeline.stages.tokenize import write_shard
 from tests.helpers import FIXTURES
 from tokenizer.bpe import Tokenizer
+from tokenizer.errors import ConfigError
 from tokenizer.train import train_bpe
 from trainer.checkpoint import CheckpointError, load_checkpoint
 from trainer.config import LoopConfig, TrainConfig

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from pipeline.training import load_train_config
+from pipeline.models.configs import load_train_config
 from tests.test_sft import tokenizer_dir  # noqa: F401 - a fixture
 from tests.test_trainer import losses_by_step, shards  # noqa: F401 - the shards fixture
 from trainer.checkpoint import load_checkpoint

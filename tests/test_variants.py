@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from trainer.accounting import activation_elements_per_token, flops_per_token, parameter_counts, training_memory
 from trainer.generate import generate
-from trainer.model import ModelConfig, Transformer, sinusoidal_table
+from trainer.model import Transformer, sinusoidal_table
+from trainer.model_config import ModelConfig
 from trainer.moe import FeedForward, MixtureOfExperts
 from trainer.optim import OptimConfig, build_optimizers
 
@@ -285,7 +286,7 @@ def test_training_memory_adds_up():
 
 def test_validate_prints_what_a_training_file_costs(capsys):
     from pipeline.cli import main
-    from pipeline.training import load_train_config
+    from pipeline.models.configs import load_train_config
     from tests.helpers import ROOT
 
     path = str(ROOT / "workflows" / "train.toml")

@@ -8,9 +8,10 @@ import textwrap
 import pytest
 
 from pipeline.cli import main
-from pipeline.schema import ByteSize, ConfigError
+from pipeline.schema import ByteSize
 from pipeline.workflow import load_workflow
 from tests.helpers import ROOT, WARC_DIR
+from tokenizer.errors import ConfigError
 
 GOOD = f"""
 [run]

@@ -11,10 +11,7 @@ an untied LM head counts as non-embedding.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from trainer.model import ModelConfig
+from trainer.model_config import ModelConfig
 
 
 def _norm_params(config: ModelConfig) -> int:

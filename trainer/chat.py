@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from tokenizer.bpe import Tokenizer
-from trainer.errors import ConfigValueError
+from tokenizer.errors import invalid
 
 ROLES = ("system", "user", "assistant")
 _SPECIAL_LOOKING = re.compile(r"<\|[^|<>]*\|>")
@@ -30,7 +30,7 @@ class ChatTemplate:
     def __post_init__(self):
         for role in ROLES:
             if getattr(self, role).count("{content}") != 1:
-                raise ConfigValueError(role, "expected a format with exactly one {content}")
+                raise invalid(role, "expected a format with exactly one {content}")
 
 
 Message = tuple[str, str]  # (role, content)
@@ -55,7 +55,7 @@ class CompiledTemplate:
         missing = sorted(t for t in named if t not in self.tokenizer.special_ids)
         if missing:
             have = ", ".join(self.tokenizer.special_tokens) or "none"
-            raise ConfigValueError(
+            raise invalid(
                 f"template.{role}",
                 f"names {', '.join(missing)}, which the tokenizer does not have (its special tokens: {have})",
             )

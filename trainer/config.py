@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from tokenizer.errors import invalid
 from trainer.data import DataConfig
 from trainer.distill import DistillConfig
-from trainer.errors import ConfigValueError
-from trainer.model import ModelConfig
+from trainer.model_config import ModelConfig
 from trainer.optim import OptimConfig
 from trainer.schedule import ScheduleConfig
 
@@ -41,11 +41,11 @@ class LoopConfig:
     def __post_init__(self):
         for name in ("steps", "batch_size", "grad_accum", "eval_batches", "log_every"):
             if getattr(self, name) < 1:
-                raise ConfigValueError(name, "must be >= 1")
+                raise invalid(name, "must be >= 1")
         if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise ConfigValueError("dtype", "expected 'auto', 'float32' or 'bfloat16'")
+            raise invalid("dtype", "expected 'auto', 'float32' or 'bfloat16'")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigValueError("device", "expected 'auto', 'cpu' or 'cuda'")
+            raise invalid("device", "expected 'auto', 'cpu' or 'cuda'")
 
 
 @dataclass(kw_only=True)

@@ -13,8 +13,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from tokenizer.errors import invalid
 from tokenizer.shards import ShardReader
-from trainer.errors import ConfigValueError
 from trainer.loss import IGNORE
 
 
@@ -44,13 +44,13 @@ class DataConfig:
 
     def __post_init__(self):
         if not self.train:
-            raise ConfigValueError("train", "expected at least one shard path or glob")
+            raise invalid("train", "expected at least one shard path or glob")
         if self.weights and len(self.weights) != len(self.train):
-            raise ConfigValueError("weights", f"expected one weight per train entry ({len(self.train)})")
+            raise invalid("weights", f"expected one weight per train entry ({len(self.train)})")
         if any(w < 0 for w in self.weights) or (self.weights and sum(self.weights) == 0):
-            raise ConfigValueError("weights", "expected weights >= 0, not all 0")
+            raise invalid("weights", "expected weights >= 0, not all 0")
         if not 0 <= self.valid_fraction < 1:
-            raise ConfigValueError("valid_fraction", "must be in [0, 1)")
+            raise invalid("valid_fraction", "must be in [0, 1)")
 
 
 def find_shards(pattern: str) -> list[str]:
@@ -70,7 +70,7 @@ class TokenData:
         for i, pattern in enumerate(config.train):
             found = find_shards(pattern)
             if not found:
-                raise ConfigValueError("train", f"no shard matches {pattern!r}")
+                raise invalid("train", f"no shard matches {pattern!r}")
             groups.append((found, config.weights[i] if config.weights else 1.0))
         held = 0.0 if config.valid else config.valid_fraction
         self.train, weights = [], []
@@ -87,7 +87,7 @@ class TokenData:
         for pattern in config.valid:
             self.valid += [ShardReader(p).tokens for p in find_shards(pattern)]
         if not self.train:
-            raise ConfigValueError("train", f"no shard holds more than {length + 1} training tokens")
+            raise invalid("train", f"no shard holds more than {length + 1} training tokens")
         w = torch.tensor(weights, dtype=torch.float64)
         self.probabilities = w / w.sum()
         self.generator = torch.Generator().manual_seed(seed)

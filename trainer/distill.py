@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from trainer.errors import ConfigValueError
+from tokenizer.errors import invalid
 from trainer.loss import IGNORE
-from trainer.model import ModelConfig, Transformer
+from trainer.model import Transformer
+from trainer.model_config import ModelConfig
 
 
 @dataclass(kw_only=True)
@@ -32,9 +33,9 @@ class DistillConfig:
 
     def __post_init__(self):
         if not 0 <= self.weight <= 1:
-            raise ConfigValueError("weight", "must be between 0 and 1")
+            raise invalid("weight", "must be between 0 and 1")
         if self.temperature <= 0:
-            raise ConfigValueError("temperature", "must be > 0")
+            raise invalid("temperature", "must be > 0")
 
     def checkpoint_file(self) -> str:
         """The teacher's checkpoint file (``teacher`` may name the training run's directory)."""
@@ -45,15 +46,13 @@ def check_teacher(teacher: ModelConfig, student: ModelConfig) -> None:
     """Raise ``ConfigValueError`` when ``teacher`` cannot teach ``student``: another vocabulary, a shorter
     context, or a student whose mixture-of-experts balancing loss the logits path does not add."""
     if teacher.vocab_size != student.vocab_size:
-        raise ConfigValueError(
-            "teacher", f"its vocabulary has {teacher.vocab_size} tokens; the model has {student.vocab_size}"
-        )
+        raise invalid("teacher", f"its vocabulary has {teacher.vocab_size} tokens; the model has {student.vocab_size}")
     if teacher.context_length < student.context_length:
-        raise ConfigValueError(
+        raise invalid(
             "teacher", f"its context ({teacher.context_length}) is shorter than the model's ({student.context_length})"
         )
     if student.n_experts and student.moe_aux_weight:
-        raise ConfigValueError("teacher", "a mixture-of-experts student needs moe_aux_weight = 0 to be distilled")
+        raise invalid("teacher", "a mixture-of-experts student needs moe_aux_weight = 0 to be distilled")
 
 
 def load_teacher(config: DistillConfig, student: ModelConfig, device: torch.device) -> Transformer:
@@ -62,7 +61,7 @@ def load_teacher(config: DistillConfig, student: ModelConfig, device: torch.devi
 
     path = config.checkpoint_file()
     if not os.path.exists(path):
-        raise ConfigValueError("teacher", f"no checkpoint at {path} (train the teacher first)")
+        raise invalid("teacher", f"no checkpoint at {path} (train the teacher first)")
     teacher, _ = load_model(path, "cpu")
     check_teacher(teacher.config, student)
     return teacher.to(device).eval().requires_grad_(False)

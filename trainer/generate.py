@@ -16,7 +16,8 @@ import torch
 
 from trainer.cache import KVCache
 from trainer.checkpoint import load_checkpoint
-from trainer.model import ModelConfig, Transformer
+from trainer.model import Transformer
+from trainer.model_config import ModelConfig
 from trainer.quantize import is_quantized, quantize_model
 
 

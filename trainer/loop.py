@@ -16,12 +16,13 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
+from tokenizer.errors import invalid
 from trainer.checkpoint import LATEST, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Batch, TokenData, find_shards
 from trainer.distill import distillation_loss, load_teacher
-from trainer.errors import ConfigValueError
-from trainer.model import ModelConfig, Transformer
+from trainer.model import Transformer
+from trainer.model_config import ModelConfig
 from trainer.optim import build_optimizers
 from trainer.schedule import lr_at
 
@@ -87,7 +88,7 @@ class Trainer:
         torch.manual_seed(config.train.seed)  # the same initial weights on every rank
         self.data = self._build_data()
         if self.data.vocab_size > config.model.vocab_size:
-            raise ConfigValueError(
+            raise invalid(
                 "vocab_size",
                 f"the data uses {self.data.vocab_size} token ids; the model has {config.model.vocab_size}",
             )

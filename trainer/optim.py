@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainer.errors import ConfigValueError
+from tokenizer.errors import invalid
 
 
 @dataclass(kw_only=True)
@@ -26,13 +26,13 @@ class OptimConfig:
 
     def __post_init__(self):
         if self.name not in ("adamw", "muon"):
-            raise ConfigValueError("name", "expected 'adamw' or 'muon'")
+            raise invalid("name", "expected 'adamw' or 'muon'")
         if not 0 < self.lr < 1 or not 0 <= self.min_lr <= self.lr:
-            raise ConfigValueError("lr", "expected 0 < min_lr <= lr < 1")
+            raise invalid("lr", "expected 0 < min_lr <= lr < 1")
         if not all(0 <= b < 1 for b in self.betas):
-            raise ConfigValueError("betas", "expected two numbers in [0, 1)")
+            raise invalid("betas", "expected two numbers in [0, 1)")
         if self.grad_clip < 0 or self.weight_decay < 0:
-            raise ConfigValueError("grad_clip", "grad_clip and weight_decay must be >= 0")
+            raise invalid("grad_clip", "grad_clip and weight_decay must be >= 0")
 
 
 def zeropower_newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:

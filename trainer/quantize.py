@@ -19,7 +19,8 @@ from torch import nn
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import DataConfig, TokenData
-from trainer.model import ModelConfig, Transformer
+from trainer.model import Transformer
+from trainer.model_config import ModelConfig
 
 KIND = "int8-weight-only"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from trainer.errors import ConfigValueError
+from tokenizer.errors import invalid
 
 
 @dataclass(kw_only=True)
@@ -18,11 +18,11 @@ class ScheduleConfig:
 
     def __post_init__(self):
         if self.kind not in ("cosine", "wsd", "constant"):
-            raise ConfigValueError("kind", "expected 'cosine', 'wsd' or 'constant'")
+            raise invalid("kind", "expected 'cosine', 'wsd' or 'constant'")
         if self.warmup_steps < 0:
-            raise ConfigValueError("warmup_steps", "must be >= 0")
+            raise invalid("warmup_steps", "must be >= 0")
         if not 0 < self.decay_fraction <= 1:
-            raise ConfigValueError("decay_fraction", "must be in (0, 1]")
+            raise invalid("decay_fraction", "must be in (0, 1]")
 
 
 def lr_at(step: int, total_steps: int, lr: float, min_lr: float, schedule: ScheduleConfig) -> float:

@@ -24,15 +24,16 @@ from typing import Literal
 import torch
 
 from tokenizer.bpe import Tokenizer
+from tokenizer.errors import invalid
 from trainer.chat import ChatTemplate, CompiledTemplate
 from trainer.checkpoint import load_checkpoint
 from trainer.config import LoopConfig
 from trainer.data import Batch
-from trainer.errors import ConfigValueError
 from trainer.generate import generate_batch
 from trainer.loop import Trainer
 from trainer.loss import IGNORE
-from trainer.model import ModelConfig, Transformer
+from trainer.model import Transformer
+from trainer.model_config import ModelConfig
 from trainer.optim import OptimConfig
 from trainer.schedule import ScheduleConfig
 from trainer.sft_data import SFTData, SFTDataConfig, encode_examples, read_conversations
@@ -56,7 +57,7 @@ class LossConfig:
 
     def __post_init__(self):
         if self.normalization == "constant" and self.constant <= 0:
-            raise ConfigValueError("constant", 'must be > 0 with normalization = "constant"')
+            raise invalid("constant", 'must be > 0 with normalization = "constant"')
 
 
 @dataclass(kw_only=True)
@@ -66,7 +67,7 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.examples < 0 or self.max_new_tokens < 1:
-            raise ConfigValueError("examples", "expected examples >= 0 and max_new_tokens >= 1")
+            raise invalid("examples", "expected examples >= 0 and max_new_tokens >= 1")
 
 
 @dataclass(kw_only=True)
@@ -100,7 +101,7 @@ class SFTTrainer(Trainer):
         self._pretrained = load_checkpoint(config.init.checkpoint_file()) if config.init.checkpoint else None
         directory = config.init.tokenizer or (self._pretrained or {}).get("tokenizer_dir", "")
         if not directory:
-            raise ConfigValueError("init.tokenizer", "no tokenizer: name a tokenizer directory")
+            raise invalid("init.tokenizer", "no tokenizer: name a tokenizer directory")
         self.tokenizer_dir = directory
         self.template = CompiledTemplate(config.template, Tokenizer.load(directory))
         self.counts: Counter = Counter()

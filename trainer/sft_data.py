@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tokenizer.errors import invalid
 from trainer.chat import ROLES, CompiledTemplate, Message
 from trainer.data import Batch
-from trainer.errors import ConfigValueError
 from trainer.loss import IGNORE
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class SFTDataConfig:
 
     def __post_init__(self):
         if not self.train:
-            raise ConfigValueError("train", "expected at least one JSONL file or glob")
+            raise invalid("train", "expected at least one JSONL file or glob")
 
 
 class SFTDataError(ValueError):
@@ -108,7 +108,7 @@ def read_conversations(patterns: list[str], skip_bad_lines: bool, counts: Counte
     for pattern in patterns:
         paths = sorted(glob.glob(pattern))
         if not paths:
-            raise ConfigValueError("data", f"no file matches {pattern!r}")
+            raise invalid("data", f"no file matches {pattern!r}")
         for path in paths:
             for where, record in _records(path):
                 try:
@@ -190,7 +190,7 @@ class SFTData:
         vocab_size: int,
     ):
         if len(train) < world:
-            raise ConfigValueError("data.train", f"{len(train)} usable examples; at least one per process needed")
+            raise invalid("data.train", f"{len(train)} usable examples; at least one per process needed")
         self.train, self.valid = train, valid
         self.length, self.pack = context_length, pack
         self.seed, self.rank, self.world = seed, rank, world

@@ -76,21 +76,11 @@ def speculative_generate(
     """Continue ``prompt`` with ``target``'s distribution, ``draft`` proposing ``k`` tokens per target pass.
     ``on_token`` (streaming) is called with each token as it is accepted; returning True stops generation
     after that token."""
-    if not prompt:
-        raise ValueError("the prompt must hold at least one token")
-    if draft.config.vocab_size != target.config.vocab_size:
-        raise ValueError(
-            f"the draft's vocabulary ({draft.config.vocab_size}) differs from the target's ({target.config.vocab_size})"
-        )
-    if k < 1:
-        raise ValueError("k (draft tokens per round) must be >= 1")
+    limit = _room(target, draft, prompt, max_new_tokens, k)
     target.eval()
     draft.eval()
     device = target.embed.weight.device
-    context = min(target.config.context_length, draft.config.context_length)
-    limit = min(max_new_tokens, context - len(prompt))
-    if limit < 1:
-        raise ValueError(f"a {len(prompt)}-token prompt leaves no room in the context of {context}")
+    sampling = (temperature, top_k, top_p)
     generator = torch.Generator(device=device).manual_seed(seed)
     size = len(prompt) + limit
     t_cache = KVCache(target.config, 1, size, device, target.embed.weight.dtype)
@@ -106,35 +96,11 @@ def speculative_generate(
     proposed = accepted = rounds = 0
     while len(out) < limit:
         n = min(k, limit - len(out) - 1)  # room for the proposals and the target's own token
-        proposals, qs = [], []
-        if n:
-            logits = draft(torch.tensor([backlog], device=device), d_cache)[0, -1]
-        for i in range(n):
-            q = _distribution(logits, temperature, top_k, top_p)
-            token = int(torch.multinomial(q, 1, generator=generator)) if temperature > 0 else int(q.argmax())
-            proposals.append(token)
-            qs.append(q)
-            if i < n - 1:
-                logits = draft(torch.tensor([[token]], device=device), d_cache)[0, -1]
+        proposals, qs = _propose(draft, d_cache, backlog, n, sampling, generator)
         ps = target(torch.tensor([[pending, *proposals]], device=device), t_cache)[0]
         rounds += 1
         proposed += n
-        new = []
-        for i, token in enumerate(proposals):
-            if temperature > 0:
-                ok, replacement = accept_or_resample(
-                    token, _distribution(ps[i], temperature, top_k, top_p), qs[i], generator
-                )
-            else:
-                best = int(ps[i].argmax())
-                ok, replacement = best == token, best
-            if not ok:
-                new.append(replacement)
-                break
-            new.append(token)
-        else:
-            last = _distribution(ps[n], temperature, top_k, top_p)
-            new.append(int(torch.multinomial(last, 1, generator=generator)) if temperature > 0 else int(last.argmax()))
+        new = _verify(proposals, ps, qs, sampling, generator)
         accepted += len(new) - 1
         kept = len(new) - 1  # proposals accepted; the last new token is the next pending one
         t_cache.rewind(t_cache.length - n + kept)
@@ -151,6 +117,61 @@ def speculative_generate(
         if halted or out[-1] == eos_id:
             break
         pending = new[-1]
-        everything = prompt + out
-        backlog = everything[d_cache.length :]
+        backlog = (prompt + out)[d_cache.length :]
     return SpeculativeGeneration(out, proposed, accepted, rounds, prefilled - started, time.perf_counter() - prefilled)
+
+
+def _room(target: Transformer, draft: Transformer, prompt: list[int], max_new_tokens: int, k: int) -> int:
+    """How many tokens can be generated: the request, capped by the smaller context; bad requests raise."""
+    if not prompt:
+        raise ValueError("the prompt must hold at least one token")
+    if draft.config.vocab_size != target.config.vocab_size:
+        raise ValueError(
+            f"the draft's vocabulary ({draft.config.vocab_size}) differs from the target's ({target.config.vocab_size})"
+        )
+    if k < 1:
+        raise ValueError("k (draft tokens per round) must be >= 1")
+    context = min(target.config.context_length, draft.config.context_length)
+    limit = min(max_new_tokens, context - len(prompt))
+    if limit < 1:
+        raise ValueError(f"a {len(prompt)}-token prompt leaves no room in the context of {context}")
+    return limit
+
+
+def _propose(draft, cache, backlog: list[int], n: int, sampling: tuple, generator) -> tuple[list[int], list]:
+    """``n`` tokens from the draft after feeding it ``backlog``, and the distribution each was drawn from."""
+    temperature, top_k, top_p = sampling
+    device = draft.embed.weight.device
+    proposals, qs = [], []
+    if n:
+        logits = draft(torch.tensor([backlog], device=device), cache)[0, -1]
+    for i in range(n):
+        q = _distribution(logits, temperature, top_k, top_p)
+        token = int(torch.multinomial(q, 1, generator=generator)) if temperature > 0 else int(q.argmax())
+        proposals.append(token)
+        qs.append(q)
+        if i < n - 1:
+            logits = draft(torch.tensor([[token]], device=device), cache)[0, -1]
+    return proposals, qs
+
+
+def _verify(proposals: list[int], ps, qs: list, sampling: tuple, generator) -> list[int]:
+    """The proposals the target accepts, then its own token: a resampled replacement of the first rejected
+    proposal, or (all accepted) one drawn from its distribution after the last."""
+    temperature, top_k, top_p = sampling
+    new = []
+    for i, token in enumerate(proposals):
+        if temperature > 0:
+            ok, replacement = accept_or_resample(
+                token, _distribution(ps[i], temperature, top_k, top_p), qs[i], generator
+            )
+        else:
+            best = int(ps[i].argmax())
+            ok, replacement = best == token, best
+        if not ok:
+            new.append(replacement)
+            return new
+        new.append(token)
+    last = _distribution(ps[len(proposals)], temperature, top_k, top_p)
+    new.append(int(torch.multinomial(last, 1, generator=generator)) if temperature > 0 else int(last.argmax()))
+    return new

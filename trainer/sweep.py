@@ -1,7 +1,7 @@
 """Hyperparameter sweeps, the parts that need no cluster: search spaces expanded into trials (a grid, seeded
 random draws, or IsoFLOP profiles: model sizes at fixed training-FLOPs budgets, steps computed per trial),
 stable trial ids, one trial run in this process with a divergence stop, and the results table
-(``results.jsonl``, ``results.csv`` and a text table). :mod:`pipeline.sweeping` reads sweep files and runs the
+(``results.jsonl``, ``results.csv`` and a text table). :mod:`pipeline.models.sweep_file` reads sweep files and runs the
 trials as Ray tasks.
 
 A trial is a dict of overrides, dotted key -> value (``{"model.d_model": 64, "optim.lr": 0.003}``), applied
@@ -21,9 +21,9 @@ import random
 import time
 from typing import Any
 
+from tokenizer.errors import invalid
 from trainer.accounting import flops_per_token
 from trainer.config import TrainConfig
-from trainer.errors import ConfigValueError
 from trainer.loop import Trainer
 
 FINAL = ("done", "diverged")  # statuses a rerun keeps; a failed trial is run again
@@ -59,18 +59,18 @@ def check_distribution(key: str, spec: Any) -> None:
     table ``{uniform = [lo, hi]}`` / ``{log_uniform = [lo, hi]}`` with lo < hi (and lo > 0 for log-uniform)."""
     if isinstance(spec, list):
         if not spec:
-            raise ConfigValueError(key, "expected a non-empty list of choices")
+            raise invalid(key, "expected a non-empty list of choices")
         return
     expected = "a list of choices, {uniform = [lo, hi]} or {log_uniform = [lo, hi]}"
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
-        raise ConfigValueError(key, f"expected {expected}, got {spec!r}")
+        raise invalid(key, f"expected {expected}, got {spec!r}")
     ((kind, bounds),) = spec.items()
     numbers = isinstance(bounds, list) and len(bounds) == 2
     numbers = numbers and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
     if not numbers or not bounds[0] < bounds[1]:
-        raise ConfigValueError(key, f"expected {kind} = [lo, hi], two numbers with lo < hi, got {bounds!r}")
+        raise invalid(key, f"expected {kind} = [lo, hi], two numbers with lo < hi, got {bounds!r}")
     if kind == "log_uniform" and bounds[0] <= 0:
-        raise ConfigValueError(key, f"expected log_uniform bounds > 0, got {bounds!r}")
+        raise invalid(key, f"expected log_uniform bounds > 0, got {bounds!r}")
 
 
 def random_trials(space: dict[str, Any], trials: int, seed: int) -> list[dict]:
@@ -146,7 +146,7 @@ def toml_value(value: Any) -> str:
 
 
 def override_strings(overrides: dict) -> list[str]:
-    """``section.key=value`` strings for :func:`pipeline.training.load_train_config`."""
+    """``section.key=value`` strings for :func:`pipeline.models.configs.load_train_config`."""
     return [f"{key}={toml_value(value)}" for key, value in overrides.items()]
 
 
