@@ -6,9 +6,10 @@ classifier every pipeline already runs) as the anchor, on the same real pages in
 Pages: the English-and-more Debian documentation WARC that bench_filter_throughput.py builds
 (benchmarks/.work/corpus-60mb.warc.gz; built on first use), extracted once, before timing. The quality
 classifier is trained here with ``refinery quality train`` defaults (dim 64, bucket 1M, word bigrams) on the
-repository's sample pages, as a user would; the fastText toxicity model is that same model scored for its
-other label (Dolma's Jigsaw models have the same architecture, bigrams; their size changes memory, not the
-per-document work much). The bad-words list is as long as LDNOOBW's English list (see offensive_words).
+demo model's data (Wikipedia articles against Common Crawl pages, data/models/PROVENANCE.md), as a user
+would; the fastText toxicity model is that same model scored for its other label (Dolma's Jigsaw models have
+the same architecture, bigrams; their size changes memory, not the per-document work much). The bad-words
+list is as long as LDNOOBW's English list (see offensive_words).
 """
 
 from __future__ import annotations
@@ -88,10 +89,9 @@ def main() -> None:
     chars = statistics.mean(len(d["text"]) for d in docs)
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "quality.bin")
-        data = ROOT / "data" / "warc"
         train_quality_classifier(
-            [str(data / "debian-installation-guide"), str(data / "dolma")],
-            [str(data / "resiliparse")],
+            [str(ROOT / "data" / "models" / "enwiki-sample.jsonl.gz")],
+            [str(ROOT / "tests" / "fixtures" / "text" / "dolma-ccnet")],
             model,
             threads=1,
         )

@@ -84,11 +84,19 @@ def ensure_datatrove_venv() -> Path:
 # -- our side ---------------------------------------------------------------------------------------------------
 
 
+def set_work(folder: Path) -> None:
+    """Use ``folder`` for the benchmark's corpus, workflow copies and outputs."""
+    global WORK, DT_VENV
+    WORK, DT_VENV = folder.resolve(), folder.resolve() / "venv-datatrove"
+    WORK.mkdir(parents=True, exist_ok=True)
+
+
 def write_workflow(warc: Path) -> Path:
     """benchmarks/throughput.toml with [input].paths set to ``warc`` (absolute), written into .work/."""
     text = (HERE / "throughput.toml").read_text()
     text, n = re.subn(r"(?m)^paths = \[.*\]", lambda _: f"paths = [{json.dumps(str(warc))}]", text)
     assert n == 1, "throughput.toml: expected one 'paths = [...]' line"
+    text = re.sub(r'(?m)^output = ".*"', lambda _: f"output = {json.dumps(str(WORK / 'runs'))}", text)
     path = WORK / f"throughput-{warc.name.split('.')[0]}.toml"
     path.write_text(text)
     return path
@@ -254,7 +262,19 @@ def main(argv=None) -> int:
         help="afterwards, profile our side once and print the top N functions by cumulative time",
     )
     ap.add_argument("--json", type=Path, help="also write all measurements to this file")
+    ap.add_argument(
+        "--dry-run",
+        type=Path,
+        metavar="WARC",
+        help="check the set-up: run our side once on this WARC (no corpus build, no datatrove) and print its counts",
+    )
+    ap.add_argument("--work", type=Path, default=WORK, help=f"scratch folder (default {WORK})")
     args = ap.parse_args(argv)
+    set_work(args.work)
+    if args.dry_run:
+        r = Ours(args.dry_run.resolve()).run_once(WORK / "out-dry-run")
+        print(f"dry run on {args.dry_run}: {r['read']} read, {r['kept']} kept in {r['wall_s']:.2f} s")
+        return 0
     if args.quick:
         args.max_pages, args.repeats = args.max_pages or 300, 1
         if args.trafilatura == "once":

@@ -13,6 +13,7 @@ summed time of the stage's tasks, so documents per work-second is the throughput
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -85,10 +86,14 @@ def run(scale: int, tmp: Path) -> dict:
     return {"scale": scale, "pages": SCALES[scale], "wall_s": wall, "peak_rss": peak[0], "stages": stats["stages"]}
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scales", default=",".join(map(str, SCALES)), help="which of 1, 4, 16 to run (default all)")
+    args = ap.parse_args(argv)
+    scales = [int(x) for x in args.scales.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for scale in SCALES:
+        for scale in scales:
             results.append(run(scale, Path(tmp)))
     base = results[0]
     print(f"{'input':<8}{'pages':>7}{'docs kept':>11}{'wall s':>9}{'x time':>8}{'peak RSS':>11}{'x mem':>7}")

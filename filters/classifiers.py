@@ -8,13 +8,12 @@ put on one line with whitespace collapsed, the same way for training and scoring
 from __future__ import annotations
 
 import functools
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 
 from filters.base import Document, Filter, Metric, linear_bins
-from filters.models import load_fasttext
+from filters.models import check_fasttext_file, load_fasttext
 from tokenizer.errors import require
 
 SCORE_BINS = linear_bins(0.0, 1.0, 100)
@@ -29,17 +28,6 @@ OBTAIN_QUALITY = (
 def fasttext_line(text: str) -> str:
     """``text`` as fastText reads one example: a single line, runs of whitespace made one space."""
     return _WHITESPACE.sub(" ", text).strip()
-
-
-def check_local_file(path: str, param: str, how_to_obtain: str) -> None:
-    """A clear error naming a local model or list file that does not exist, and how to get it (URLs are
-    fetched when first used)."""
-    local = "://" not in path or path.startswith("file://")
-    require(
-        not local or os.path.isfile(path.removeprefix("file://")),
-        param,
-        f"no such file: {path}; {how_to_obtain}",
-    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -74,7 +62,7 @@ class QualityClassifier(Filter):
 
     def __post_init__(self):
         require(0 <= self.threshold <= 1, "threshold", "must be between 0 and 1")
-        check_local_file(self.model, "model", OBTAIN_QUALITY)
+        check_fasttext_file(self.model, "model", OBTAIN_QUALITY, self.label)
 
     def metrics(self):
         return (Metric("quality_score", SCORE_BINS, keep=(self.threshold, None)),)

@@ -2,7 +2,8 @@
 
 Every response that does not become a document gets a reason (``revisit``, ``redirect``, ``http_error``,
 ``not_html``, ``binary_payload``, ``payload_too_large``, ``nesting_too_deep``, ``unparseable_http``,
-``html_error``, ``empty_text``); records that are not documents at all (requests, metadata, warcinfo) get none.
+``html_error``, ``extract_timeout``, ``empty_text``); records that are not documents at all (requests,
+metadata, warcinfo) get none.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from resiliparse.extract.html2text import extract_plain_text
 
 from filters.charset import decode_html
+from filters.extract_worker import ExtractionTimeout, extract_text
 from filters.http import parse_http_response
 from filters.warc import WarcRecord
 from tokenizer.errors import require
@@ -42,9 +44,12 @@ class HtmlExtractor:
     """Turns ``response`` records into documents with resiliparse; ``conversion`` (WET) records pass through.
 
     ``main_content`` keeps only the main content (drops navigation, footers); ``max_payload_bytes`` skips
-    larger payloads with the reason ``payload_too_large``. Main-content extraction takes time quadratic in
-    the nesting depth of the markup, so pages nested deeper than ``max_nesting_depth`` are skipped as
-    ``nesting_too_deep`` (real pages stay below a few hundred).
+    larger payloads with the reason ``payload_too_large``. Main-content extraction takes time in proportion
+    to the depths of the page's elements added up, so pages nested deeper than ``max_nesting_depth``, or whose
+    tag depths add up to more than ``max_depth_sum``, are skipped as ``nesting_too_deep`` (the real pages of
+    ``data/warc`` stay below 40 and 400,000). ``timeout_s`` bounds the extraction of one page whatever its
+    markup (:mod:`filters.extract_worker`; skipped as ``extract_timeout``); 0 extracts in this process,
+    without a limit.
     """
 
     main_content: bool = True
@@ -52,10 +57,14 @@ class HtmlExtractor:
     list_bullets: bool = True
     max_payload_bytes: int = 4 << 20
     max_nesting_depth: int = 2000
+    max_depth_sum: int = 10_000_000
+    timeout_s: float = 5.0
 
     def __post_init__(self):
         require(self.max_payload_bytes > 0, "max_payload_bytes", "must be > 0")
         require(self.max_nesting_depth > 0, "max_nesting_depth", "must be > 0")
+        require(self.max_depth_sum > 0, "max_depth_sum", "must be > 0")
+        require(self.timeout_s >= 0, "timeout_s", "must be >= 0 (0: no limit)")
 
     def extract(self, record: WarcRecord, source: str) -> tuple[dict, str | None] | None:
         """(document, None) for a kept document, (stub, reason) for a skipped one, None for a non-document."""
@@ -88,17 +97,24 @@ class HtmlExtractor:
         if _looks_binary(body):
             return doc, "binary_payload"
         html, doc["charset"], doc["charset_source"] = decode_html(body, response.charset)
-        if self.main_content and nesting_exceeds(html, self.max_nesting_depth):
+        if self.main_content and nesting_exceeds(html, self.max_nesting_depth, self.max_depth_sum):
             return doc, "nesting_too_deep"
         try:
-            text = extract_plain_text(
-                html, main_content=self.main_content, alt_texts=self.alt_texts, list_bullets=self.list_bullets
-            )
+            text = self._text(html)
+        except ExtractionTimeout:
+            doc["detail"] = f"extraction took longer than {self.timeout_s} s"
+            return doc, "extract_timeout"
         except Exception as exc:  # resiliparse raises on pathological markup; the run goes on
             doc["detail"] = f"{type(exc).__name__}: {exc}"
             return doc, "html_error"
         doc["text"] = text.strip()
         return doc, (None if doc["text"] else "empty_text")
+
+    def _text(self, html: str) -> str:
+        options = {"main_content": self.main_content, "alt_texts": self.alt_texts, "list_bullets": self.list_bullets}
+        if self.timeout_s:
+            return extract_text(html, timeout_s=self.timeout_s, **options)
+        return extract_plain_text(html, **options)
 
     def _from_wet(self, record: WarcRecord, source: str) -> tuple[dict, str | None]:
         doc = _stub(record, source)
@@ -110,28 +126,50 @@ class HtmlExtractor:
         return doc, (None if doc["text"] else "empty_text")
 
 
-# elements that never nest (void) or that HTML closes implicitly: they do not add depth
+# elements that never nest (void), that HTML closes implicitly, or that a parser never nests: no depth added
 _FLAT_ELEMENTS = frozenset(
     "area base br col embed hr img input link meta param source track wbr keygen command "
-    "p li dt dd tr td th option optgroup rb rt rtc rp thead tbody tfoot colgroup caption".split()
+    "p li dt dd tr td th option optgroup rb rt rtc rp thead tbody tfoot colgroup caption html head body".split()
 )
-_TAG = re.compile(r"<(/?[A-Za-z][A-Za-z0-9]*)")
+# an end tag does not close an element opened outside one of these (HTML's "has an element in scope")
+_SCOPE_ELEMENTS = frozenset("applet marquee object table template".split())
+_TAG = re.compile(r"<(/?)([a-z][a-z0-9]*)")
 
 
-def nesting_exceeds(html: str, limit: int) -> bool:
-    """True when the element nesting of ``html`` (estimated from its tags) goes deeper than ``limit``."""
-    if html.count("<") - html.count("</") - html.count("<!") <= limit:
-        return False  # fewer opening tags than the limit: cannot nest deeper
-    depth = 0
-    for tag in _TAG.findall(html):
-        if tag[0] == "/":
-            if depth and tag[1:].lower() not in _FLAT_ELEMENTS:
-                depth -= 1
-        elif tag.lower() not in _FLAT_ELEMENTS:
-            depth += 1
-            if depth > limit:
+def nesting_exceeds(html: str, limit: int, max_depth_sum: int) -> bool:
+    """True when the element nesting of ``html`` goes deeper than ``limit``, or the depths at which its tags
+    open add up to more than ``max_depth_sum``. Depth is estimated from the tags as an HTML parser builds the
+    tree: an end tag closes the innermost open element of its name (and those opened inside it) only if one
+    is open within the current scope; other end tags are ignored, as a parser ignores them."""
+    opens = html.count("<") - html.count("</") - html.count("<!")
+    if opens <= limit and opens * opens <= 2 * max_depth_sum:
+        return False  # too few tags to nest deeper or to add up (n tags open at depths below n)
+    stack: list[str] = []
+    open_in_scope: dict[str, int] = {}  # element name -> how many are open inside the innermost scope element
+    outer_scopes: list[dict[str, int]] = []
+    depth_sum = 0
+    for slash, name in _TAG.findall(html.lower()):
+        if not slash:
+            depth = len(stack)
+            depth_sum += depth
+            if name in _FLAT_ELEMENTS:
+                continue
+            if name in _SCOPE_ELEMENTS:
+                outer_scopes.append(open_in_scope)
+                open_in_scope = {}
+            open_in_scope[name] = open_in_scope.get(name, 0) + 1
+            stack.append(name)
+            if depth >= limit or depth_sum > max_depth_sum:
                 return True
-    return False
+        elif open_in_scope.get(name):  # else not open, or only outside the current scope: ignored
+            while True:
+                top = stack.pop()
+                open_in_scope[top] -= 1
+                if top in _SCOPE_ELEMENTS:
+                    open_in_scope = outer_scopes.pop()
+                if top == name:
+                    break
+    return depth_sum > max_depth_sum
 
 
 def _stub(record: WarcRecord, source: str) -> dict:

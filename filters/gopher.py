@@ -4,6 +4,13 @@ Metrics are computed in rule order and stop at the first failing rule, so a docu
 value for the later metrics. Differences from datatrove, both deliberate: words come from
 :func:`filters.text.words` (a regex close to NLTK's tokenizer, many times faster); datatrove's
 ``max_non_alpha_words_ratio`` is named for what it is, ``min_alpha_words_ratio``.
+
+Both filters read the document's ``language`` annotation: its words are segmented when the language is
+written without spaces, and ``per_language`` tables (:mod:`filters.per_language`) set thresholds per
+language. Stop words are per language too: ``stop_words`` serve English and documents whose language is not
+known, ``per_language_stop_words`` other languages; a document in a language with no list is not judged by
+the stop-word rule (counted as the event ``stop_words_unknown_for_language``) rather than dropped for lacking
+English words.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from filters.base import RATIO_BINS, Document, Filter, Metric, linear_bins, log_bins
-from filters.text import duplicates, has_letter, is_symbol, words
+from filters.base import RATIO_BINS, Document, Metric, linear_bins, log_bins
+from filters.per_language import PerLanguageFilter, check_language_codes
+from filters.text import ENGLISH, duplicates, has_letter, is_symbol, words
 from tokenizer.errors import require
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -24,7 +32,7 @@ _LINE_BREAKS = re.compile(r"\n+")
 
 
 @dataclass(kw_only=True)
-class GopherQuality(Filter):
+class GopherQuality(PerLanguageFilter):
     """Document-level quality heuristics: length, word length, symbols, bullets, alphabetic words, stop words."""
 
     kind = "gopher_quality"
@@ -38,6 +46,8 @@ class GopherQuality(Filter):
     min_alpha_words_ratio: float = 0.8
     min_stop_words: int = 2
     stop_words: list[str] = field(default_factory=lambda: list(STOP_WORDS))
+    per_language: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_language_stop_words: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self):
         require(0 <= self.min_doc_words <= self.max_doc_words, "min_doc_words", "must be >= 0 and <= max_doc_words")
@@ -54,7 +64,11 @@ class GopherQuality(Filter):
         ):
             require(0 <= getattr(self, name) <= 1, name, "must be between 0 and 1")
         require(self.min_stop_words >= 0, "min_stop_words", "must be >= 0")
-        self._stop_words = frozenset(self.stop_words)
+        check_language_codes(self.per_language_stop_words, "per_language_stop_words")
+        self._stop_words = {code: frozenset(listed) for code, listed in self.per_language_stop_words.items()}
+        self._stop_words.setdefault(None, frozenset(self.stop_words))
+        self._stop_words.setdefault(ENGLISH, frozenset(self.stop_words))
+        self.build_language_variants()
 
     def metrics(self):
         return (
@@ -72,9 +86,23 @@ class GopherQuality(Filter):
             Metric("gopher_stop_words", log_bins(1, 1e5, 25), True, (self.min_stop_words, None)),
         )
 
-    def apply(self, doc: Document, events: Counter) -> str | None:
-        text = doc["text"]
-        tokens = words(text)
+    def rule_metrics(self):
+        return {
+            "too_few_words": ("gopher_words", "min_doc_words"),
+            "too_many_words": ("gopher_words", "max_doc_words"),
+            "mean_word_length_below_min": ("gopher_mean_word_length", "min_avg_word_length"),
+            "mean_word_length_above_max": ("gopher_mean_word_length", "max_avg_word_length"),
+            "hash_ratio_above_max": ("gopher_hash_ratio", "max_symbol_word_ratio"),
+            "ellipsis_ratio_above_max": ("gopher_ellipsis_ratio", "max_symbol_word_ratio"),
+            "bullet_lines_above_max": ("gopher_bullet_lines_ratio", "max_bullet_lines_ratio"),
+            "ellipsis_lines_above_max": ("gopher_ellipsis_lines_ratio", "max_ellipsis_lines_ratio"),
+            "alpha_words_below_min": ("gopher_alpha_words_ratio", "min_alpha_words_ratio"),
+            "too_few_stop_words": ("gopher_stop_words", "min_stop_words"),
+        }
+
+    def judge(self, doc: Document, events: Counter) -> str | None:
+        text, language = doc["text"], doc.get("language") or None
+        tokens = words(text, language)
         content_words = [w for w in tokens if w.isalnum() or not is_symbol(w)]
         n = len(content_words)
         doc["gopher_words"] = n
@@ -108,7 +136,10 @@ class GopherQuality(Filter):
         doc["gopher_alpha_words_ratio"] = alpha / n_tokens
         if doc["gopher_alpha_words_ratio"] < self.min_alpha_words_ratio:
             return "alpha_words_below_min"
-        stop = self._stop_words
+        stop = self._stop_words.get(language)
+        if stop is None:
+            events["stop_words_unknown_for_language"] += 1
+            return None
         doc["gopher_stop_words"] = sum(1 for w in tokens if w in stop)
         if doc["gopher_stop_words"] < self.min_stop_words:
             return "too_few_stop_words"
@@ -124,8 +155,9 @@ def _pairs(value, name: str) -> list[tuple[int, float]]:
 
 
 @dataclass(kw_only=True)
-class GopherRepetition(Filter):
-    """Repetition within a document: duplicated paragraphs and lines, frequent and duplicated n-grams."""
+class GopherRepetition(PerLanguageFilter):
+    """Repetition within a document: duplicated paragraphs and lines, frequent and duplicated n-grams. In a
+    ``per_language`` table, an n-gram fraction is set by its rule's name (``top_2_gram = 0.25``)."""
 
     kind = "gopher_repetition"
     dup_para_frac: float = 0.3
@@ -136,12 +168,26 @@ class GopherRepetition(Filter):
     dup_n_grams: list[tuple[int, float]] = field(
         default_factory=lambda: [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
     )
+    per_language: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac"):
             require(0 <= getattr(self, name) <= 1, name, "must be between 0 and 1")
         self.top_n_grams = _pairs(self.top_n_grams, "top_n_grams")
         self.dup_n_grams = _pairs(self.dup_n_grams, "dup_n_grams")
+        self.build_language_variants()
+
+    def language_parameters(self, table, other_keys=()):
+        """Numeric parameters, and n-gram fractions by rule name."""
+        rules = {f"top_{n}_gram": ("top_n_grams", n) for n, _ in self.top_n_grams}
+        rules |= {f"dup_{n}_gram": ("dup_n_grams", n) for n, _ in self.dup_n_grams}
+        values = super().language_parameters(table, other_keys=rules)
+        for key in table.keys() & rules.keys():
+            require(table[key] >= 0, key, "must be >= 0 (above 1 disables the rule)")
+            name, size = rules[key]
+            pairs = values.get(name, getattr(self, name))
+            values[name] = [(n, float(table[key]) if n == size else frac) for n, frac in pairs]
+        return values
 
     def metrics(self):
         limits = {
@@ -154,7 +200,14 @@ class GopherRepetition(Filter):
         limits |= {f"rep_dup_{n}_gram_char_frac": frac for n, frac in self.dup_n_grams}
         return tuple(Metric(name, RATIO_BINS, keep=(None, limit)) for name, limit in limits.items())
 
-    def apply(self, doc: Document, events: Counter) -> str | None:
+    def rule_metrics(self):
+        rules = {name: (f"rep_{name}", name) for name in ("dup_para_frac", "dup_para_char_frac")}
+        rules |= {name: (f"rep_{name}", name) for name in ("dup_line_frac", "dup_line_char_frac")}
+        rules |= {f"top_{n}_gram": (f"rep_top_{n}_gram_char_frac", "top_n_grams") for n, _ in self.top_n_grams}
+        rules |= {f"dup_{n}_gram": (f"rep_dup_{n}_gram_char_frac", "dup_n_grams") for n, _ in self.dup_n_grams}
+        return rules
+
+    def judge(self, doc: Document, events: Counter) -> str | None:
         text = doc["text"]
         n_chars = max(len(text), 1)
         paragraphs = _PARAGRAPH_BREAK.split(text.strip())
@@ -173,7 +226,7 @@ class GopherRepetition(Filter):
         doc["rep_dup_line_char_frac"] = dup_chars / n_chars
         if doc["rep_dup_line_char_frac"] > self.dup_line_char_frac:
             return "dup_line_char_frac"
-        ngrams = _NGrams(words(text))
+        ngrams = _NGrams(words(text, doc.get("language") or None))
         for n, limit in self.top_n_grams:
             value = ngrams.top_chars(n) / n_chars
             doc[f"rep_top_{n}_gram_char_frac"] = value

@@ -11,10 +11,12 @@ from filters.gopher import GopherQuality, GopherRepetition
 from filters.language import LanguageFilter
 from filters.pii import PiiMasker
 from filters.toxicity import C4BadWords, Toxicity
+from filters.url import UrlFilter
 
 FILTERS: dict[str, type[Filter]] = {
     cls.kind: cls
     for cls in (
+        UrlFilter,
         LanguageFilter,
         GopherQuality,
         GopherRepetition,

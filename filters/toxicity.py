@@ -9,22 +9,27 @@ The ``toxicity`` filter scores one category per instance (use several for severa
   jigsaw_fasttext_bigrams_nsfw_final.bin with label ``nsfw``, ..._hatespeech_final.bin with label
   ``toxic``).
 
-These models know English only, so documents in other languages (the ``language`` annotation of an earlier
-``language`` filter, else lid.176's top label) are kept unscored and counted as ``skipped_other_language``
-instead of being guessed at. A dropped document's ``detail`` is its most toxic line, as evidence.
+These models know English only, so documents confidently in other languages are kept unscored and counted
+as ``skipped_other_language`` instead of being guessed at. The language is the ``language`` annotation (of an
+earlier ``language`` filter, or of the input) unless its ``language_score`` is below ``language_threshold``,
+else lid.176's top label on the case-folded text: shouting confuses lid.176 (an all-caps English insult reads
+as Japanese at 0.27-0.42, and as English at 0.80-0.89 once lower-cased). A page whose language is not
+known with ``language_threshold`` is scored. A dropped document's ``detail`` is its most toxic line.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
 from filters.base import Document, Filter, Metric
-from filters.classifiers import SCORE_BINS, check_local_file, classifier, fasttext_line, label_probability
-from filters.models import DEFAULT_LID_MODEL, load_fasttext, local_copy
+from filters.classifiers import SCORE_BINS, classifier, fasttext_line, label_probability
+from filters.language import is_language_name
+from filters.models import DEFAULT_LID_MODEL, check_fasttext_file, load_fasttext, local_copy, local_path
 from tokenizer.errors import require
 
 FASTTEXT_LABELS = {"nsfw": "nsfw", "hate_speech": "toxic"}  # Dolma's Jigsaw models
@@ -75,7 +80,8 @@ def profanity_model():
 class Toxicity(Filter):
     """Annotate ``toxicity_<category>`` (the probability of the toxic class) and drop documents scoring
     above ``threshold``. ``granularity = "line"`` scores every line of at least ``min_line_words`` words and
-    takes the maximum (short toxic passages in long pages); "document" scores the page at once."""
+    takes the maximum (short toxic passages in long pages); "document" scores the page at once. Pages
+    identified with at least ``language_threshold`` as a language outside ``languages`` are not scored."""
 
     kind = "toxicity"
     path_params = ("model",)
@@ -86,15 +92,21 @@ class Toxicity(Filter):
     granularity: Literal["document", "line"] = "document"
     min_line_words: int = 3
     languages: list[str] = field(default_factory=lambda: ["en"])
+    language_threshold: float = 0.5
 
     def __post_init__(self):
         require(re.fullmatch(r"[a-z0-9_]+", self.category) is not None, "category", "expected a-z, 0-9 and _")
         require(0 <= self.threshold <= 1, "threshold", "must be between 0 and 1")
+        require(0 <= self.language_threshold <= 1, "language_threshold", "must be between 0 and 1")
         require(self.min_line_words >= 1, "min_line_words", "must be >= 1")
+        for i, language in enumerate(self.languages):
+            require(
+                not is_language_name(language), f"languages[{i}]", f"a language code such as 'en', not {language!r}"
+            )
         if self.model:
-            check_local_file(self.model, "model", OBTAIN_JIGSAW)
             self.label = self.label or FASTTEXT_LABELS.get(self.category, "")
             require(bool(self.label), "label", "name the toxic label of the fastText model (e.g. 'toxic')")
+            check_fasttext_file(self.model, "model", OBTAIN_JIGSAW, self.label)
         else:
             require(not self.label, "label", "only for a fastText model; the offline default has none")
         self._annotation = f"toxicity_{self.category}"
@@ -110,14 +122,24 @@ class Toxicity(Filter):
         model = classifier(self.model, self.label)
         return [label_probability(model, fasttext_line(t), self.label) for t in texts]
 
-    def _language(self, doc: Document) -> str:
-        if doc.get("language"):
-            return doc["language"]
-        labels, _ = load_fasttext(str(DEFAULT_LID_MODEL)).predict(fasttext_line(doc["text"]))
-        return labels[0].removeprefix("__label__")
+    def _language(self, doc: Document) -> tuple[str, float]:
+        """The document's language and its probability: the annotation unless its score is below
+        ``language_threshold`` (an annotation without a score is taken as certain), else lid.176's top label on
+        the case-folded text."""
+        score = doc.get("language_score")
+        if doc.get("language") and (score is None or score >= self.language_threshold):
+            return doc["language"], 1.0 if score is None else score
+        labels, probs = load_fasttext(str(DEFAULT_LID_MODEL)).predict(fasttext_line(doc["text"]).casefold())
+        return labels[0].removeprefix("__label__"), float(probs[0])
+
+    def _other_language(self, doc: Document) -> bool:
+        if not self._languages:
+            return False
+        language, probability = self._language(doc)
+        return language not in self._languages and probability >= self.language_threshold
 
     def apply(self, doc: Document, events: Counter) -> str | None:
-        if self._languages and self._language(doc) not in self._languages:
+        if self._other_language(doc):
             events["skipped_other_language"] += 1
             return None
         lines = [line for line in doc["text"].splitlines() if len(line.split()) >= self.min_line_words]
@@ -147,7 +169,8 @@ class C4BadWords(Filter):
     words: str
 
     def __post_init__(self):
-        check_local_file(self.words, "words", OBTAIN_BADWORDS)
+        local = local_path(self.words)
+        require(local is None or os.path.isfile(local), "words", f"no such file: {self.words}; {OBTAIN_BADWORDS}")
 
     def apply(self, doc: Document, events: Counter) -> str | None:
         words, phrases = _badwords(self.words)

@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_command(args) -> int:
+    from pipeline.engine.cluster import disconnect
     from pipeline.engine.executor import RunFailed
     from pipeline.models.steps import check_model_steps, render_summary, run_model_steps
     from pipeline.report.funnel import render_funnel
@@ -49,6 +50,8 @@ def run_command(args) -> int:
     except RunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:  # a local Ray stops now, not at exit (its idle workers would hold memory while models train)
+        disconnect()
     print(render_funnel(stats))
     run_dir = stats["run"]["run_dir"]
     print(f"\nrun directory: {run_dir}")
@@ -72,6 +75,10 @@ def validate_command(args) -> int:
         from pipeline.models.sweep_file import describe_sweep, load_sweep
 
         print(describe_sweep(load_sweep(args.workflow)))
+    elif "ablation" in sections and "stages" not in sections:
+        from pipeline.models.ablation_file import describe_ablation, load_ablation
+
+        print(describe_ablation(load_ablation(args.workflow)))
     elif "stages" not in sections and {"init", "template", "loss", "eval"} & set(sections):
         _validate_model_file(args.workflow, "fine-tuning")
     elif "stages" not in sections and ("model" in sections or "data" in sections):

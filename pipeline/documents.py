@@ -30,15 +30,31 @@ def document_schema(extra: list[pa.Field], rejected: bool = False) -> pa.Schema:
 
 
 def write_documents(run: RunDir, path: str, docs: list[dict], schema: pa.Schema) -> None:
-    """Write ``docs`` to ``path`` atomically (temporary name, then rename), in row groups."""
-    tmp = run.temp_name(path)
-    with run.open(tmp, "wb") as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
-        for i in range(0, len(docs), ROW_GROUP):  # no documents: a file with the schema and no row group
+    """Write ``docs`` to ``path`` atomically (temporary name, then rename), in row groups. No documents, no
+    file (a folder of Parquet files then holds no empty ones, which ``datasets.load_dataset`` refuses); a
+    file an earlier attempt left at ``path`` is removed."""
+    if not docs:
+        if run.local and run.exists(path):  # object storage: never written, since no attempt differs
+            run.fs.rm(path)
+        return
+    with run.writer(path) as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
+        for i in range(0, len(docs), ROW_GROUP):
             writer.write_table(pa.Table.from_pylist(docs[i : i + ROW_GROUP], schema=schema))
-    run.commit(tmp, path)
 
 
 def load_documents(run: RunDir, path: str) -> list[dict]:
-    """All documents of one Parquet file, as dicts."""
-    with run.open(path, "rb") as f:
-        return pq.read_table(f).to_pylist()
+    """All documents of one Parquet file, as dicts; none if it was not written (no documents)."""
+    try:
+        with run.reader(path) as f:
+            return pq.read_table(f).to_pylist()
+    except FileNotFoundError:
+        return []
+
+
+def load_column(run: RunDir, path: str, name: str) -> list:
+    """One column of a Parquet file of documents; empty if the file was not written (no documents)."""
+    try:
+        with run.reader(path) as f:
+            return pq.read_table(f, columns=[name]).column(name).to_pylist()
+    except FileNotFoundError:
+        return []

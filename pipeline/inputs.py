@@ -1,8 +1,10 @@
 """Input files of a run and their shards: the units of parallel work, resumption and output.
 
-A gzip-compressed WARC larger than ``split_bytes`` is cut into byte ranges; each range is a shard that
-reads the records whose gzip member starts inside it (see :mod:`filters.warc`), so one large file is
-processed by many workers. Uncompressed files are one shard each.
+Shards are sized by content, about ``split_bytes`` of input each: a gzip-compressed WARC larger than that is cut
+into byte ranges, each a shard that reads the records whose gzip member starts inside it (see
+:mod:`filters.warc`), so one large file is processed by many workers; smaller files of one format are read
+together, consecutive ones in a shard up to ``split_bytes``, so a thousand small files do not make a thousand
+tiny outputs. An uncompressed file larger than ``split_bytes`` is one shard.
 """
 
 from __future__ import annotations
@@ -27,15 +29,28 @@ class InputFile:
 
 @dataclass(frozen=True)
 class Shard:
-    """Bytes ``[start, end)`` of the input file ``path``; ``id`` names its outputs."""
+    """Bytes ``[start, end)`` of the input file ``path``, then the whole files ``also`` (small files read
+    together); ``id`` names its outputs."""
 
     id: str
     path: str
     start: int
     end: int | None
+    also: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "also", tuple(self.also))  # a list when read back from workflow.json
+
+    def parts(self) -> list[tuple[str, int, int | None]]:
+        """``(path, start, end)`` of every piece of input the shard reads, in order."""
+        return [(self.path, self.start, self.end)] + [(path, 0, None) for path in self.also]
+
+    def describe(self) -> str:
+        """The shard's input for a progress label: the path, and how many more files it reads."""
+        return self.path + (f" and {len(self.also)} more" if self.also else "")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "also": list(self.also)}
 
 
 class InputError(ValueError):
@@ -67,8 +82,10 @@ def expand_inputs(
         except Exception as exc:  # the backends raise their own errors (credentials, network, permissions)
             raise InputError(index, f"cannot list {pattern!r}: {type(exc).__name__}: {exc}") from None
         if not matches:
-            what = f"no input file ({', '.join(formats)}) in the folder" if _is_folder(pattern, base_dir) else "no file"
-            raise InputError(index, f"{what} matches {pattern!r}")
+            if _is_folder(pattern, base_dir):
+                kinds = ", ".join(s for f in formats for s in FORMATS[f])
+                raise InputError(index, f"the folder {pattern!r} holds no input files ({kinds})")
+            raise InputError(index, f"no file matches {pattern!r}")
         found.update(matches)
     return [InputFile(path, size) for path, size in sorted(found.items())]
 
@@ -119,12 +136,31 @@ def _expand_url(pattern: str, formats: tuple[str, ...]) -> dict[str, int]:
 
 
 def plan_shards(files: list[InputFile], split_bytes: int) -> list[Shard]:
-    """Shards of ``files``: byte ranges of at most ``split_bytes`` for ``.gz`` WARC files, whole files otherwise."""
-    shards = []
+    """Shards of ``files`` (sorted), of about ``split_bytes`` each: byte ranges of a ``.gz`` WARC larger than
+    that, consecutive smaller files of one format together up to ``split_bytes``, any other file alone."""
+    shards: list[Shard] = []
+    group: list[tuple[int, InputFile]] = []
+
+    def close_group() -> None:
+        if group:
+            (index, first), rest = group[0], group[1:]
+            shards.append(Shard(f"{index:06d}-0000", first.path, 0, None, tuple(f.path for _, f in rest)))
+            group.clear()
+
     for index, f in enumerate(files):
-        splittable = file_format(f.path) == "warc" and f.path.endswith(".gz") and f.size > split_bytes
-        bounds = range(0, f.size, split_bytes) if splittable else [0]
-        for part, start in enumerate(bounds):
-            end = min(start + split_bytes, f.size) if splittable else None
-            shards.append(Shard(f"{index:06d}-{part:04d}", f.path, start, end))
+        fmt = file_format(f.path)
+        if f.size > split_bytes:
+            close_group()
+            if fmt == "warc" and f.path.endswith(".gz"):
+                pieces = -(-f.size // split_bytes)  # equal ranges, no small remainder
+                bounds = [f.size * part // pieces for part in range(pieces + 1)]
+                for part in range(pieces):
+                    shards.append(Shard(f"{index:06d}-{part:04d}", f.path, bounds[part], bounds[part + 1]))
+            else:
+                shards.append(Shard(f"{index:06d}-0000", f.path, 0, None))
+            continue
+        if group and (file_format(group[0][1].path) != fmt or sum(g.size for _, g in group) + f.size > split_bytes):
+            close_group()
+        group.append((index, f))
+    close_group()
     return shards

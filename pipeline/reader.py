@@ -32,6 +32,7 @@ FORMATS = {
     "text": (".txt", ".txt.gz"),
 }
 PARQUET_BATCH_ROWS = 1024
+DEFAULT_MAX_DOCUMENT_BYTES = 8 << 20
 
 
 def file_format(path: str) -> str:
@@ -71,22 +72,41 @@ def read_items(
     text_separator: str | None = None,
     on_error: str = "skip",
     fmt: str | None = None,
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
 ) -> Iterator[Item | ReadIssue]:
     """Everything in ``path`` (WARC files: the records whose offset lies in ``[start, end)``), in file order.
 
     WARC records go through ``extractor`` (an :class:`filters.extract.HtmlExtractor`; default settings if
     None); an extraction that raises is a skipped document with reason ``error`` (``on_error="raise"``
     raises instead). A text file is one document, or several cut at ``text_separator``. ``fmt`` overrides the
-    format told by the name (``"text"`` reads any file whole)."""
+    format told by the name (``"text"`` reads any file whole). A document whose text is longer than
+    ``max_document_bytes`` (UTF-8) is skipped as ``document_too_large``, its text dropped: the filters' work
+    and memory per document grow with its size (word lists, n-gram hashes: up to ~60x the text)."""
     fmt = fmt or file_format(path)
     if fmt == "warc":
-        yield from _warc_items(path, start, end, extractor, max_record_bytes, on_error)
+        items = _warc_items(path, start, end, extractor, max_record_bytes, on_error)
     elif fmt == "parquet":
-        yield from _parquet_items(path)
+        items = _parquet_items(path)
     elif fmt == "jsonl":
-        yield from _jsonl_items(path)
+        items = _jsonl_items(path)
     else:
-        yield from _text_items(path, text_separator)
+        items = _text_items(path, text_separator)
+    for item in items:
+        if isinstance(item, Item) and item.reason is None and item.doc is not None:
+            _limit_size(item, max_document_bytes)
+        yield item
+
+
+def _limit_size(item: Item, limit: int) -> None:
+    """Skip the document of ``item`` (reason ``document_too_large``) when its text exceeds ``limit`` bytes."""
+    text = item.doc["text"]
+    if len(text) * 4 <= limit:  # cannot exceed it: UTF-8 takes at most 4 bytes a character
+        return
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        item.doc["text"] = ""
+        item.doc["detail"] = f"{size:,} bytes of text > max_document_bytes {limit:,}"
+        item.reason = "document_too_large"
 
 
 def read_documents(path: str, **options) -> Iterator[dict]:

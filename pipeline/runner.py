@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 
-from pipeline.engine.cluster import connect
+from pipeline import storage
 from pipeline.engine.executor import Executor, RayExecutor
 from pipeline.inputs import Shard, plan_shards
+from pipeline.locks import FolderLock
 from pipeline.report.collect import collect_stats
 from pipeline.rundir import RunDir
 from pipeline.stages.base import GlobalContext, GlobalStage, ShardContext, Stage, output_fields, process_shard
@@ -35,14 +37,30 @@ def run_workflow(
     executor: Executor | None = None,
 ) -> dict:
     """Run (or resume) ``workflow``; returns the merged statistics, also written to ``<run>/stats.json``.
-    Tasks run on Ray unless an ``executor`` is given (e.g. :class:`~pipeline.engine.executor.LocalExecutor`)."""
+    Tasks run on Ray unless an ``executor`` is given (e.g. :class:`~pipeline.engine.executor.LocalExecutor`).
+    The run directory is locked for the run's duration (:mod:`pipeline.locks`)."""
     workflow.check_run_dir(workflow.run_dir(output), "--output" if output else "run.output")
     run = RunDir(workflow.run_dir(output))
-    if restart:
-        run.remove()
-    plan = plan_shards(workflow.input_files, workflow.input.split_bytes)
-    _record_workflow(run, workflow, plan)
-    started = time.time()
+    with FolderLock(run.url, "run directory"):
+        if restart:
+            run.remove([s.name for s in workflow.stages])
+        elif leftovers := run.remove_leftovers():
+            log.info("removed %d temporary files a killed run left in %s", leftovers, run.url)
+        plan = plan_shards(workflow.input_files, workflow.input.split_bytes)
+        _record_workflow(run, workflow, plan)
+        invocation = Invocation(run)
+        if executor is None:
+            env = storage.worker_env(workflow.storage)
+            executor = RayExecutor(progress, address=address, num_cpus=num_cpus, env=env)
+        _run_segments(run, workflow, plan, executor, invocation)
+        stats = collect_stats(run)
+        stats["run"].update(invocation.finish())
+        run.write_json(run.path("stats.json"), stats)
+    return stats
+
+
+def _run_segments(run: RunDir, workflow: Workflow, plan: list[Shard], executor, invocation) -> None:
+    """Every segment of stages that has work left, in order; finished ones are reported as skipped."""
     fields = output_fields(workflow.stages)
     upstream = None
     position = 0
@@ -50,21 +68,50 @@ def run_workflow(
         indexes = range(position, position + len(segment))
         done = [run.done_shards(stage.name) for stage in segment]
         if any(len(d) < len(plan) for d in done):
-            if executor is None:
-                connect(address, num_cpus)
-                executor = RayExecutor(progress)
+            _report_resume(segment, done, len(plan))
             if isinstance(segment[0], GlobalStage):
                 began = time.perf_counter()
                 segment[0].run_global(GlobalContext(run, plan, upstream, executor, fields[position]))
                 run.write_json(run.path(segment[0].name, "timing.json"), {"wall_s": time.perf_counter() - began})
             else:
                 _run_shards(run, workflow, plan, segment, done, upstream, [fields[i] for i in indexes], executor)
+            invocation.checkpoint()
+        else:
+            log.info("%s: done before, skipped", ", ".join(s.name for s in segment))
         upstream = segment[-1].name
         position += len(segment)
-    stats = collect_stats(run)
-    stats["run"]["wall_s"] = round(time.time() - started, 3)
-    run.write_json(run.path("stats.json"), stats)
-    return stats
+
+
+def _report_resume(segment: list[Stage], done: list[set], shards: int) -> None:
+    for stage, finished in zip(segment, done):
+        if finished:
+            log.info("%s: %d of %d shards done before, skipped", stage.name, len(finished), shards)
+
+
+class Invocation:
+    """This invocation's record in ``<run>/invocations/``, so that the run's wall time adds up the
+    invocations before it (an interrupted one counts up to its last finished stage)."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.started = time.time()
+        self.path = run.path("invocations", f"{self.started:.6f}-{socket.gethostname()}-{os.getpid()}.json")
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        self.run.write_json(self.path, {"started": self.started, "wall_s": round(time.time() - self.started, 3)})
+
+    def finish(self) -> dict:
+        """Record the end; the run's total wall time and number of invocations."""
+        self.checkpoint()
+        folder = self.run.path("invocations")
+        records = [p for p in self.run.fs.ls(folder, detail=False) if p.endswith(".json")]
+        walls = [self.run.read_json(p)["wall_s"] for p in records]
+        return {
+            "wall_s": round(sum(walls), 3),
+            "invocations": len(walls),
+            "invocation_wall_s": round(time.time() - self.started, 3),
+        }
 
 
 def _segments(stages: list[Stage]) -> list[list[Stage]]:
@@ -114,15 +161,15 @@ def _run_shards(run, workflow, plan, segment, done, upstream, fields, executor) 
         totals[1] += last[1] if last else 0
         bar.set_postfix_str(f"docs {totals[0]:,} in, {totals[1]:,} kept", refresh=False)
 
-    max_record = int(workflow.input.max_record_bytes)
-    calls = [(ShardContext(run, shard, workflow.run.on_error, max_record), flags) for shard, flags in todo]
+    limits = int(workflow.input.max_record_bytes), int(workflow.input.max_document_bytes)
+    calls = [(ShardContext(run, shard, workflow.run.on_error, *limits), flags) for shard, flags in todo]
     executor.map(
         _shard_task,
         calls,
         shared=(segment, upstream, fields),
         total=len(plan),
         desc=f"{workflow.run.name}: {', '.join(s.name for s in segment)}",
-        labels=[f"shard {shard.id} ({shard.path})" for shard, _ in todo],
+        labels=[f"shard {shard.id} ({shard.describe()})" for shard, _ in todo],
         on_result=show,
     )
 

@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 import typing
+from decimal import Decimal
 from typing import Any, Literal
 
 from tokenizer.errors import ConfigError
@@ -52,10 +53,13 @@ class ByteSize(int):
     def parse(cls, value: int | str) -> "ByteSize":
         if isinstance(value, int) and not isinstance(value, bool):
             return cls(value)
-        m = cls._PATTERN.fullmatch(str(value))
+        m = cls._PATTERN.fullmatch(str(value)) if isinstance(value, (str, float)) else None
         if not m or m.group(2).lower() not in cls._UNITS:
             raise ValueError(f'expected a size in bytes such as 67108864 or "64MiB", got {value!r}')
-        return cls(int(float(m.group(1)) * cls._UNITS[m.group(2).lower()]))
+        size = Decimal(m.group(1)) * cls._UNITS[m.group(2).lower()]
+        if size != size.to_integral_value():
+            raise ValueError(f"expected a whole number of bytes, got {value!r} = {size} bytes")
+        return cls(int(size))
 
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")

@@ -31,17 +31,20 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from pipeline import storage
 from pipeline.inputs import InputError, InputFile, expand_inputs
-from pipeline.reader import file_format
+from pipeline.reader import DEFAULT_MAX_DOCUMENT_BYTES, file_format
 from pipeline.schema import ByteSize, build, describe, kind_and_name, load_toml, resolve_paths
 from pipeline.stages import STAGE_KINDS
 from pipeline.stages.base import Stage
 from pipeline.stages.documents_input import DocumentsStage
 from pipeline.stages.extract import ExtractStage
 from pipeline.stages.tokenize import TokenizeStage
+from pipeline.stages.training_shards import TrainingShardsStage
+from pipeline.storage import StorageSettings
 from tokenizer.errors import ConfigError, invalid
 
-SECTIONS = ("run", "input", "stages", "train", "sft", "generate")
+SECTIONS = ("run", "input", "storage", "stages", "train", "sft", "generate")
 
 
 @dataclass(kw_only=True)
@@ -60,11 +63,12 @@ class InputConfig:
     paths: list[str]
     split_bytes: ByteSize = ByteSize(64 << 20)
     max_record_bytes: ByteSize = ByteSize(64 << 20)
+    max_document_bytes: ByteSize = ByteSize(DEFAULT_MAX_DOCUMENT_BYTES)
 
     def __post_init__(self):
         if not self.paths:
             raise invalid("paths", "expected at least one path or glob")
-        for name in ("split_bytes", "max_record_bytes"):
+        for name in ("split_bytes", "max_record_bytes", "max_document_bytes"):
             if getattr(self, name) < 1 << 16:
                 raise invalid(name, f"expected at least 64KiB, got {int(getattr(self, name))}")
 
@@ -111,6 +115,7 @@ class Workflow:
     train: ModelStep | None = None
     sft: ModelStep | None = None
     generate: GenerateStep | None = None
+    storage: StorageSettings | None = None
 
     @property
     def base_dir(self) -> str:
@@ -130,22 +135,28 @@ class Workflow:
         return f"{root.rstrip('/')}/{self.run.name}"
 
     def check_run_dir(self, run_dir: str, key: str) -> None:
-        """Refuse a run directory inside the directory an input pattern reads from (a later run, or a wider
-        glob, would read the run's own outputs as input); ``key`` names the setting in the error."""
-        if "://" in run_dir:
-            return
+        """Refuse a run directory that overlaps an input, either way: inside a folder an input pattern reads
+        (a later run, or a wider glob, would read the run's own outputs as input), or holding an input (a
+        ``--restart`` would delete it). ``key`` names the setting in the error."""
         for i, pattern in enumerate(self.input.paths):
-            if "://" in pattern:
-                continue
-            parts = os.path.normpath(os.path.join(self.base_dir, pattern)).split(os.sep)
-            static = os.sep.join(itertools.takewhile(lambda part: not glob.has_magic(part), parts[:-1])) or os.sep
-            if run_dir == static or run_dir.startswith(static.rstrip(os.sep) + os.sep):
+            target, folder = reads_from(pattern, self.base_dir)
+            if folder and inside(run_dir, target):
                 raise ConfigError(
                     self.file,
                     key,
-                    f"the run directory {run_dir} lies inside {static}, which input.paths[{i}] reads; "
+                    f"the run directory {run_dir} lies inside {target}, which input.paths[{i}] reads; "
                     "write runs outside the input directories",
                 )
+            if inside(target, run_dir):
+                raise ConfigError(
+                    self.file,
+                    key,
+                    f"input.paths[{i}] reads {target}, inside the run directory {run_dir}; a restart would delete "
+                    "it: keep inputs outside the run directory",
+                )
+        for f in self.input_files:
+            if inside(f.path, run_dir):
+                raise ConfigError(self.file, key, f"the input file {f.path} lies inside the run directory {run_dir}")
 
     def normalized(self) -> dict:
         """What determines the outputs (inputs and stages), for comparing a rerun with the original run."""
@@ -154,6 +165,7 @@ class Workflow:
                 "files": [[f.path, f.size] for f in self.input_files],
                 "split_bytes": int(self.input.split_bytes),
                 "max_record_bytes": int(self.input.max_record_bytes),
+                "max_document_bytes": int(self.input.max_document_bytes),
             },
             "stages": [repr(stage) for stage in self.stages],
             "on_error": self.run.on_error,
@@ -172,6 +184,9 @@ def load_workflow(path: str) -> Workflow:
     run = build(RunConfig, table["run"], file=path, key="run")
     inputs = build(InputConfig, table["input"], file=path, key="input")
     workflow = Workflow(path, run, inputs, [])
+    if "storage" in table:
+        workflow.storage = build(StorageSettings, table["storage"], file=path, key="storage")
+        storage.apply(workflow.storage)
     if run.output:
         workflow.check_run_dir(workflow.run_dir(), "run.output")
     try:
@@ -207,8 +222,10 @@ def _model_steps(workflow: Workflow, table: dict) -> None:
             setattr(workflow, name, build(ModelStep, resolve_paths(ModelStep, table[name], path), file=path, key=name))
     if "generate" in table:
         workflow.generate = build(GenerateStep, table["generate"], file=path, key="generate")
-    if (workflow.train or workflow.sft) and not isinstance(stages[-1], TokenizeStage):
-        raise ConfigError(path, "train" if workflow.train else "sft", "needs a last stage of kind 'tokenize'")
+    if (workflow.train or workflow.sft) and not isinstance(stages[-1], (TokenizeStage, TrainingShardsStage)):
+        raise ConfigError(
+            path, "train" if workflow.train else "sft", "needs a last stage of kind 'tokenize' or 'training_shards'"
+        )
     if workflow.sft and not workflow.train:
         raise ConfigError(path, "sft", "needs a [train] section (fine-tuning starts from the model trained here)")
     if workflow.generate and not workflow.train:
@@ -224,8 +241,13 @@ def _stages(entries, path: str, documents_input: bool) -> list[Stage]:
         kind, name = kind_and_name(entry, STAGE_KINDS, file=path, key=key, what="stage kind")
         if any(s.name == name for s in stages):
             raise ConfigError(path, f"{key}.name", f"a stage named {name!r} comes earlier; names must be unique")
-        if stages and isinstance(stages[-1], TokenizeStage):
+        token_level = STAGE_KINDS[kind] is TrainingShardsStage  # the one stage that reads token shards
+        if stages and isinstance(stages[-1], TrainingShardsStage):
+            raise ConfigError(path, f"{key}.kind", "no stage can follow 'training_shards' (it writes the last shards)")
+        if stages and isinstance(stages[-1], TokenizeStage) and not token_level:
             raise ConfigError(path, f"{key}.kind", "no document stage can follow 'tokenize' (it writes token shards)")
+        if token_level and not (stages and isinstance(stages[-1], TokenizeStage)):
+            raise ConfigError(path, f"{key}.kind", "'training_shards' must directly follow a 'tokenize' stage")
         stage = STAGE_KINDS[kind].from_table(entry, file=path, key=key)
         if documents_input and isinstance(stage, ExtractStage):
             raise ConfigError(path, f"{key}.kind", "the inputs are documents, which need no 'extract'")
@@ -234,3 +256,23 @@ def _stages(entries, path: str, documents_input: bool) -> list[Stage]:
             raise ConfigError(path, f"{key}.kind", f"{where} 'extract' (it reads the WARC inputs)")
         stages.append(stage)
     return stages
+
+
+def reads_from(pattern: str, base_dir: str) -> tuple[str, bool]:
+    """What an input pattern reads: (path, is a folder). A glob reads below its static part, a folder below
+    itself, a file only itself. Local paths come back absolute."""
+    url = "://" in pattern
+    path = pattern if url or os.path.isabs(pattern) else os.path.join(base_dir, pattern)
+    sep = "/" if url else os.sep
+    if not url:
+        path = os.path.normpath(path)
+    parts = path.rstrip(sep).split(sep)
+    if any(glob.has_magic(part) for part in parts):
+        return sep.join(itertools.takewhile(lambda part: not glob.has_magic(part), parts)) or sep, True
+    return path.rstrip(sep) or sep, (not url and os.path.isdir(path)) or pattern.endswith("/")
+
+
+def inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (paths or URLs, compared as written)."""
+    path, folder = path.rstrip("/"), folder.rstrip("/")
+    return path == folder or path.startswith(folder + "/")

@@ -47,3 +47,12 @@ def write_warc(path, records: list[dict], gzip: bool = True) -> bytes:
         with open(path, "wb") as f:
             f.write(data)
     return data
+
+
+def server_timeout(seconds: float) -> float:
+    """How long to wait for a server to come up: ``seconds`` on an idle machine, longer in proportion to the
+    load (other processes holding the cores slow every start-up), at most ten times as long."""
+    import os
+
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return seconds * min(10.0, max(1.0, load))

@@ -11,21 +11,22 @@ import pyarrow.parquet as pq
 import pytest
 
 from filters.classifiers import QualityClassifier
+from filters.language import LanguageFilter
+from filters.models import fasttext_labels
 from filters.toxicity import C4BadWords, Toxicity
 from pipeline.cli import main
 from pipeline.reader import read_texts
 from pipeline.tools.quality import chunks, train_quality_classifier
 from pipeline.workflow import load_workflow
-from tests.helpers import FIXTURES, WARC_DIR
+from tests.helpers import FIXTURES, ROOT, WARC_DIR
 from tests.test_language import extracted_pages
 from tokenizer.errors import ConfigError
 
-POSITIVE = [
-    str(WARC_DIR / "debian-installation-guide"),
-    str(WARC_DIR / "dolma"),
-    str(FIXTURES / "cs336/high_quality_wiki_reference.txt"),
-]
-NEGATIVE = [str(WARC_DIR / "resiliparse"), str(FIXTURES / "cs336/low_quality_cc.txt")]
+# Wikipedia articles against Common Crawl text, as the demo's model: pages no test scores with these models
+POSITIVE = [str(ROOT / "data/models/enwiki-sample.jsonl.gz")]
+NEGATIVE = [str(FIXTURES / "text/dolma-ccnet")]
+WIKI_PAGE = FIXTURES / "cs336/high_quality_wiki_reference.txt"  # CS336's held-out pair: 'wiki' and 'cc'
+LOW_QUALITY_PAGE = FIXTURES / "cs336/low_quality_cc.txt"
 OFFENSIVE = [
     "You are a fucking idiot and everybody hates your stupid face, you worthless piece of shit.",
     "Shut the fuck up, you dumb bitch.",
@@ -42,11 +43,11 @@ def write_workflow(path, inputs: list[str], stages: str) -> str:
 
 @pytest.fixture(scope="module")
 def quality_model(tmp_path_factory):
-    """A quality classifier trained on real pages: Debian documentation, researchers' pages and an
-    encyclopedia article against Common Crawl spam, link farms, shop boilerplate and a low-quality page."""
+    """A quality classifier trained as the demo's is (data/models/PROVENANCE.md), unquantized: Wikipedia articles
+    against Common Crawl pages, a fifth of the documents held out."""
     path = str(tmp_path_factory.mktemp("quality") / "quality.bin")
     report = train_quality_classifier(
-        POSITIVE, NEGATIVE, path, valid_fraction=0.3, epoch=25, lr=0.5, dim=16, bucket=100_000, threads=1
+        POSITIVE, NEGATIVE, path, valid_fraction=0.2, epoch=25, lr=0.5, dim=16, bucket=100_000, threads=1
     )
     return path, report
 
@@ -56,13 +57,12 @@ def test_the_quality_classifier_separates_held_out_pages(quality_model):
     assert report.valid["hq"] >= 15 and report.valid["lq"] >= 5
     majority = max(report.valid.values()) / sum(report.valid.values())
     assert report.accuracy > majority  # better than always answering the larger class
-    assert report.auc >= 0.7 and report.precision >= 0.85 and report.recall >= 0.85, report
-    spam = extracted_pages("resiliparse/clueweb-quirk.warc.gz")[0]
-    guide = next(d for d in extracted_pages("dolma/sample-0001.warc.gz") if len(d["text"]) > 2000)
+    assert report.auc >= 0.9 and report.recall >= 0.9, report
     scorer = QualityClassifier(model=path)
-    for doc in (spam, guide):
+    wiki, low = {"text": WIKI_PAGE.read_text()}, {"text": LOW_QUALITY_PAGE.read_text()}
+    for doc in (wiki, low):
         scorer.apply(doc, Counter())
-    assert guide["quality_score"] > 0.5 > spam["quality_score"]
+    assert wiki["quality_score"] > 0.5 > low["quality_score"]  # CS336's pair, which no model here trains on
 
 
 def test_quality_train_cli_prints_held_out_scores_and_saves_a_quantized_model(tmp_path, capsys):
@@ -119,15 +119,59 @@ def test_english_only_models_skip_other_languages_with_a_count():
     assert Toxicity(languages=[]).apply({"text": OFFENSIVE[0]}, Counter()) == "above_threshold"
 
 
+def test_shouted_english_is_scored_and_confident_other_languages_still_skipped():
+    """lid.176 reads an all-caps English insult as Japanese (0.27): it is scored, on case-folded language ID or
+    because an earlier language filter was unsure; a German page stays skipped, even in capitals."""
+    shouted = OFFENSIVE[0].upper()
+    events = Counter()
+    assert Toxicity().apply({"text": shouted}, events) == "above_threshold" and not events
+    annotated = {"text": shouted}
+    LanguageFilter(languages=[]).apply(annotated, Counter())
+    assert annotated["language"] != "en" and annotated["language_score"] < 0.5
+    assert Toxicity().apply(annotated, events) == "above_threshold" and not events
+    german = next(
+        d for d in extracted_pages("debian-installation-guide/installation-guide-19lang.warc.gz") if "/de/" in d["url"]
+    )
+    assert Toxicity().apply({"text": german["text"].upper()}, events) is None
+    assert events == {"skipped_other_language": 1}
+    with pytest.raises(ConfigError, match="language_threshold: must be between 0 and 1"):
+        Toxicity(language_threshold=1.5)
+    with pytest.raises(ConfigError, match=r"languages\[0\]: a language code such as 'en', not 'English'"):
+        Toxicity(languages=["English"])
+
+
 def test_a_fasttext_toxicity_model_is_scored_by_its_label(quality_model):
     path, _ = quality_model
-    spam = extracted_pages("resiliparse/clueweb-quirk.warc.gz")[0]
+    page = {"text": LOW_QUALITY_PAGE.read_text()}
     low = Toxicity(category="spam", model=path, label="lq", threshold=0.5, languages=[])
-    assert low.apply(spam, Counter()) == "above_threshold" and spam["toxicity_spam"] > 0.5
-    with pytest.raises(ValueError, match=r"has no label 'toxic'; its labels: (hq, lq|lq, hq)"):
-        Toxicity(category="x", model=path, label="toxic", languages=[]).apply({"text": "hello"}, Counter())
+    assert low.apply(page, Counter()) == "above_threshold" and page["toxicity_spam"] > 0.5
+    with pytest.raises(ConfigError, match=r"label: .* has no label 'toxic'; its labels: (hq, lq|lq, hq)"):
+        Toxicity(category="x", model=path, label="toxic", languages=[])
+    with pytest.raises(ConfigError, match=r"label: .* has no label 'good'"):
+        QualityClassifier(model=path, label="good")
     with pytest.raises(ConfigError, match="label: name the toxic label"):
         Toxicity(category="custom", model=path)
+
+
+def test_a_file_that_is_not_a_fasttext_model_is_refused_when_the_filter_is_built(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("ass\nbutt\n")
+    truncated = tmp_path / "truncated.ftz"
+    truncated.write_bytes((ROOT / "filters/models/lid.176.ftz").read_bytes()[:200])
+    with pytest.raises(ConfigError, match=r"model: .*words.txt is not a fastText model .*refinery quality train"):
+        QualityClassifier(model=str(words))
+    with pytest.raises(ConfigError, match=r"model: .*truncated.ftz is a truncated fastText model"):
+        QualityClassifier(model=str(truncated))
+    with pytest.raises(ConfigError, match=r"model: .*words.txt is not a fastText model.*dolma-artifacts"):
+        Toxicity(category="nsfw", model=str(words))
+    workflow = write_workflow(
+        tmp_path / "wf.toml",
+        [f"{WARC_DIR}/dolma/*.warc.gz"],
+        '[[stages]]\nkind = "filter"\n[[stages.filters]]\nkind = "quality_classifier"\nmodel = "words.txt"\n',
+    )
+    with pytest.raises(ConfigError, match=r"wf.toml: stages\[1\].filters\[0\].model: .*not a fastText model"):
+        load_workflow(workflow)
+    assert fasttext_labels(str(ROOT / "filters/models/lid.176.ftz"))[:3] == ["en", "ru", "de"]
 
 
 def test_missing_models_name_the_path_and_where_to_get_them(tmp_path):

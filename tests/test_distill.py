@@ -114,7 +114,8 @@ def test_distill_sections_are_checked(shards, teacher, tmp_path, capsys):
         path = tmp_path / "train.toml"
         path.write_text(
             f"[model]\nvocab_size = {VOCAB}\ncontext_length = 32\nd_model = 32\nn_layers = 2\nn_heads = 4\n"
-            f'[data]\ntrain = ["{shards}"]\n[train]\nsteps = 2\nout_dir = "out"\n[distill]\n{distill}\n'
+            f'[data]\ntrain = ["{shards}"]\n[schedule]\nwarmup_steps = 1\n[train]\nsteps = 2\nout_dir = "out"\n'
+            f"[distill]\n{distill}\n"
         )
         return str(path)
 

@@ -5,18 +5,23 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import pytest
 
 from filters.charset import decode_html
-from filters.extract import HtmlExtractor
+from filters.extract import HTML_TYPES, HtmlExtractor, nesting_exceeds
+from filters.http import parse_http_response
 from filters.warc import WarcRecord, iter_records
-from tests.helpers import FIXTURES, WARC_DIR, response, write_warc
+from tests.helpers import FIXTURES, ROOT, SAMPLE_WARCS, WARC_DIR, response, write_warc
+from tests.hostile import nesting_bombs, within
 
 
-def extract_all(data: bytes, **params) -> list[tuple[dict, str | None]]:
-    extractor = HtmlExtractor(**params)
+def extract_all(data: bytes, extractor: HtmlExtractor | None = None, **params) -> list[tuple[dict, str | None]]:
+    extractor = extractor or HtmlExtractor(**params)
     out = []
     for record in iter_records(io.BytesIO(data)):
         assert isinstance(record, WarcRecord)
@@ -162,14 +167,15 @@ def test_undecodable_bytes_in_declared_utf8_become_replacement_characters():
     assert (doc["charset"], doc["charset_source"]) == ("utf-8", "http")
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "br"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
 def test_a_decompression_bomb_is_cut_at_the_payload_limit(encoding):
+    import zlib
+
     import brotli
 
-    from filters.http import parse_http_response
-
     zeros = b"\0" * (256 << 20)
-    body = gzip.compress(zeros, compresslevel=9) if encoding == "gzip" else brotli.compress(zeros, quality=5)
+    compress = {"gzip": gzip.compress, "deflate": zlib.compress, "br": lambda b: brotli.compress(b, quality=5)}
+    body = compress[encoding](zeros)
     assert len(body) < 1 << 19  # 256 MiB from under 512 KiB
     block = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: " + encoding.encode() + b"\r\n\r\n" + body
     response = parse_http_response(block, max_body_bytes=1 << 20)
@@ -208,3 +214,70 @@ def test_pathologically_deep_markup_is_skipped_and_flat_markup_is_not():
 def test_a_utf16_label_on_bytes_without_nuls_is_ignored():
     text, charset, source = decode_html(b"<html><body>plain ascii page</body></html>", "utf-16")
     assert "plain ascii page" in text and source == "detected"
+
+
+@pytest.mark.parametrize("shape", list(nesting_bombs(16)))
+def test_markup_nested_deep_behind_stray_end_tags_is_skipped(shape):
+    """End tags that close nothing (or close only outside a table or object, which HTML ignores) used to
+    count as closing a level: such a page passed the guard and took 20 s to extract (n = 16,000)."""
+    page = nesting_bombs(16_000)[shape]
+    [(doc, reason)] = within(120, extract_all, write_warc(None, [response("http://deep.example/", page)]))
+    assert reason == "nesting_too_deep"
+
+
+def real_pages() -> list[str]:
+    pages = []
+    for path in SAMPLE_WARCS:
+        for record in iter_records(io.BytesIO(path.read_bytes())):
+            response_ = parse_http_response(record.block) if record.type == "response" else None
+            if response_ is not None and response_.status == 200 and response_.media_type in HTML_TYPES:
+                pages.append(decode_html(response_.body, response_.charset)[0])
+    return pages
+
+
+def test_no_real_page_is_too_deep_for_the_guard():
+    extractor = HtmlExtractor()
+    pages = real_pages()
+    assert len(pages) > 500
+    assert not any(nesting_exceeds(h, extractor.max_nesting_depth, extractor.max_depth_sum) for h in pages)
+
+
+SLOW_PAGE = b"<html><body>" + b"<div>x" * 8000  # about 1.5 s of main-content extraction, alone on a core
+
+
+def test_an_extraction_over_its_time_limit_is_skipped_and_the_next_page_extracted():
+    impatient = HtmlExtractor(timeout_s=0.2, max_nesting_depth=10**6, max_depth_sum=10**12)  # no guard
+    [(doc, reason)] = within(
+        60, extract_all, write_warc(None, [response("http://slow.example/", SLOW_PAGE)]), impatient
+    )
+    assert reason == "extract_timeout" and doc["url"] == "http://slow.example/"
+    page = b"<html><body><p>a page after the one that timed out</p></body></html>"
+    [(doc, reason)] = extract_all(write_warc(None, [response("http://ok.example/", page)]), HtmlExtractor())
+    assert (reason, doc["text"]) == (None, "a page after the one that timed out")
+
+
+def test_the_extraction_process_ends_with_a_parent_killed_in_the_middle_of_a_page():
+    """The child's own alarm ends it (even inside resiliparse's native code) shortly after the limit, so it
+    cannot spend the minutes this page takes once its parent is gone."""
+    script = (
+        "from filters import extract_worker\n"
+        "print(extract_worker._child().proc.pid, flush=True)\n"
+        "extract_worker.extract_text('<html><body>' + '<div>x' * 60000, timeout_s=3.0)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)  # the page is being extracted
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while process_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_alive(child)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

@@ -15,11 +15,12 @@ from trainer.cache import KVCache
 from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
 from trainer.generate import generate, generate_batch, load_model, probabilities
+from trainer.int8 import Int8Linear, quantize_model
 from trainer.loop import Trainer
 from trainer.model import Transformer
 from trainer.model_config import ModelConfig
 from trainer.optim import OptimConfig
-from trainer.quantize import Int8Linear, heldout_loss, quantize_checkpoint, quantize_model
+from trainer.quantize import heldout_loss, quantize_checkpoint
 from trainer.schedule import ScheduleConfig
 from trainer.speculative import accept_or_resample, speculative_generate
 

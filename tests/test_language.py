@@ -81,3 +81,41 @@ def test_threshold_out_of_range_is_refused():
     with pytest.raises(ConfigError) as err:
         LanguageFilter(threshold=1.5)
     assert err.value.key == "threshold"
+
+
+@pytest.mark.parametrize(
+    "value, hint",
+    [
+        ("english", "did you mean 'en'?"),
+        ("German", "did you mean 'de'?"),
+        ("en_US", "did you mean 'en'?"),
+        ("EN", "did you mean 'en'?"),
+        ("eng", "did you mean 'en'?"),
+        ("frisian", "did you mean 'frr' or 'fy'?"),
+        ("klingon", "codes such as 'en'"),
+    ],
+)
+def test_a_language_that_is_not_a_label_of_the_model_is_refused_with_a_hint(value, hint):
+    with pytest.raises(ConfigError) as err:
+        LanguageFilter(languages=["en", value])
+    assert err.value.key == "languages[1]" and hint in str(err.value)
+    assert repr(value) in str(err.value)
+
+
+def test_a_misnamed_language_in_a_workflow_names_the_file_and_key(tmp_path):
+    from pipeline.workflow import load_workflow
+
+    workflow = tmp_path / "wf.toml"
+    workflow.write_text(
+        f'[run]\nname = "t"\n[input]\npaths = ["{WARC_DIR}/dolma/*.warc.gz"]\n[[stages]]\nkind = "extract"\n'
+        '[[stages]]\nkind = "filter"\n[[stages.filters]]\nkind = "language"\nlanguages = ["english"]\n'
+    )
+    with pytest.raises(ConfigError, match=r"wf.toml: stages\[1\].filters\[0\].languages\[0\]: 'english' .*'en'\?"):
+        load_workflow(str(workflow))
+
+
+def test_a_language_model_that_is_not_a_fasttext_file_is_refused(tmp_path):
+    notes = tmp_path / "lid.bin"
+    notes.write_text("not a model\n" * 10)
+    with pytest.raises(ConfigError, match=r"model: .*lid.bin is not a fastText model.*lid.176.bin"):
+        LanguageFilter(model=str(notes))

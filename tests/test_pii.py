@@ -12,6 +12,7 @@ from filters.extract import HtmlExtractor
 from filters.pii import EMAIL_PLACEHOLDER, IP_PLACEHOLDER, PHONE_PLACEHOLDER, PiiMasker, mask_pii
 from filters.warc import iter_records
 from tests.helpers import WARC_DIR
+from tokenizer.errors import ConfigError
 
 
 def real_pages() -> dict[str, str]:
@@ -96,6 +97,42 @@ def test_formats_are_masked(text, masked):
 )
 def test_lookalikes_are_left_alone(text):
     assert mask_pii(text) == (text, (0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        ("Call me at 2831823829.", f"Call me at {PHONE_PLACEHOLDER}."),
+        ("tel:2831823829, fax (2831823830)", f"tel:{PHONE_PLACEHOLDER}, fax ({PHONE_PLACEHOLDER})"),
+        ("Text 9175550123\nISBN below", f"Text {PHONE_PLACEHOLDER}\nISBN below"),  # the cue is on another line
+    ],
+)
+def test_bare_ten_digit_phone_numbers_are_masked_when_asked(text, masked):
+    assert mask_pii(text)[0] == text  # the default leaves bare digits alone
+    assert mask_pii(text, bare_phones=True)[0] == masked
+    doc = {"text": text}
+    PiiMasker(bare_phones=True).apply(doc, Counter())
+    assert doc["text"] == masked and doc["pii_phones"] == masked.count(PHONE_PLACEHOLDER)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Posted at Unix time 1717171717 by user 1234567890.",  # area codes never start with 0 or 1
+        "ISBN 3161484100 and doi: 10.1000/2831823829; ticket #2831823829.",  # Dolma's cues
+        "Eleven digits 28318238291, a decimal 2831823829.5 and 0.2831823829.",
+        "Links https://example.org/item/2831823829 and ?id=2831823829 stay.",
+        "Signed -2831823829 and +2831823829x are not phones; nor is A2831823829.",
+    ],
+)
+def test_bare_lookalikes_are_left_alone_even_when_bare_numbers_are_masked(text):
+    assert mask_pii(text, bare_phones=True) == (text, (0, 0, 0))
+
+
+def test_bare_phones_needs_phones():
+    with pytest.raises(ConfigError) as err:
+        PiiMasker(phones=False, bare_phones=True)
+    assert err.value.key == "bare_phones"
 
 
 def test_masking_is_idempotent_and_leaves_placeholders_alone():

@@ -141,6 +141,20 @@ def test_rule_at_both_sides_of_its_threshold(cls, param, metric, compare, reason
     assert run(cls, drop, text)[0] == reason
 
 
+@pytest.mark.parametrize("cls, param, metric, compare, reason, text", CASES, ids=[f"{c[0].kind}-{c[4]}" for c in CASES])
+def test_rule_at_both_sides_of_a_per_language_threshold(cls, param, metric, compare, reason, text):
+    """The same thresholds set in a ``per_language`` table judge the documents of that language, and only them."""
+    value = run(cls, RELAXED[cls], text)[1][metric]
+    step = 1 if isinstance(value, int) else 1e-9
+    if isinstance(param, tuple):  # an n-gram fraction is set by its rule's name
+        param = f"{param[0][:3]}_{param[1]}_gram"
+    beyond = {"max": value - step, "min": value + step, "max_incl": value, "min_incl": value}[compare]
+    judge = cls(**RELAXED[cls], per_language={"en": {param: beyond}})
+    assert judge.apply({"text": text, "language": "en"}, Counter()) == reason
+    assert judge.apply({"text": text}, Counter()) is None
+    assert judge.apply({"text": text, "language": "de"}, Counter()) is None
+
+
 def test_default_thresholds_keep_real_prose_and_drop_navigation():
     article = {"text": WIKI}
     menu = "\n".join(["Home", "About us", "Products", "Contact", "Log in", "Register"] * 15)

@@ -321,6 +321,8 @@ n_layers = 1
 n_heads = 2
 [data]
 train = ["{train}"]
+[schedule]
+warmup_steps = 1
 [train]
 steps = 2
 batch_size = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from filters.base import RATIO_BINS, Metric
-from pipeline.report.funnel import histogram_quantile
+from pipeline.report.funnel import histogram_quantile, render_funnel
 from pipeline.stats import Histogram, StageStats, merge
 
 
@@ -53,3 +53,15 @@ def test_merging_shards_equals_one_shard_with_everything():
             b["max"],
         )
         assert abs(a["sum"] - b["sum"]) < 1e-9
+
+
+def test_the_funnel_of_stages_that_saw_no_document():
+    """A filter stage that received nothing (empty histograms) and a stage no shard has finished yet."""
+    empty = merge([StageStats("quality", "filter", "000000-0000", ["language"]).to_json()])
+    empty["shards_done"] = len(empty.pop("shards"))
+    assert all(h["n"] == 0 and h["min"] is None for h in empty["histograms"].values())
+    waiting = {"stage": "exact_dedup", "kind": "exact_dedup", "shards_done": 0}
+    stats = {"run": {"name": "r", "inputs": 1, "shards": 1, "complete": False}, "stages": [empty, waiting]}
+    text = render_funnel(stats)
+    assert "language: in 0, dropped" in text and "exact_dedup (exact_dedup, 0/1 shards" in text
+    assert "metric" not in text  # no quantiles of empty histograms

@@ -181,6 +181,22 @@ def test_save_load_and_hugging_face_export(gpt2, tmp_path):
         assert hf.decode(ours.encode(text), skip_special_tokens=False) == text
 
 
+def test_transformers_autotokenizer_knows_the_special_tokens(tmp_path):
+    """tokenizer.json alone left transformers without an eos_token; the config files beside it name them."""
+    from transformers import AutoTokenizer
+
+    specials = [EOT, "<|user|>"]
+    vocab, merges = train_bpe(BPE / "corpus.en", 600, specials)
+    ours = Tokenizer(vocab, merges, specials)
+    ours.save(tmp_path / "tok")
+    hf = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    assert hf.eos_token == EOT and hf.eos_token_id == ours.special_ids[EOT]
+    assert hf.convert_tokens_to_ids("<|user|>") == ours.special_ids["<|user|>"]
+    text = "<|user|>\nHello, world!" + EOT + (BPE / "corpus.en").read_text(encoding="utf-8")[:2000]
+    assert hf(text)["input_ids"] == ours.encode(text)
+    assert hf.decode(ours.encode(text)) == text
+
+
 @pytest.mark.parametrize(
     "problem, match",
     [

@@ -10,15 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.cli import main
 from pipeline.models.configs import load_train_config
 from pipeline.stages.tokenize import write_shard
 from tests.helpers import FIXTURES
 from tokenizer.bpe import Tokenizer
 from tokenizer.errors import ConfigError
+from tokenizer.shards import ShardWriter
 from tokenizer.train import train_bpe
 from trainer.checkpoint import CheckpointError, load_checkpoint
 from trainer.config import LoopConfig, TrainConfig
-from trainer.data import DataConfig
+from trainer.data import DataConfig, TokenData
 from trainer.generate import generate
 from trainer.loop import Trainer
 from trainer.loss import cross_entropy, linear_cross_entropy
@@ -41,7 +43,11 @@ BPE = FIXTURES / "cs336/bpe"
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     """Two token shards of real English text, and the tokenizer that made them."""
-    root = tmp_path_factory.mktemp("shards")
+    return write_shards(tmp_path_factory.mktemp("shards"))
+
+
+def write_shards(root):
+    """Token shards of real English text under ``root/shards``, and their tokenizer under ``root/tokenizer``."""
     vocab, merges = train_bpe(BPE / "corpus.en", 512, ["<|endoftext|>"])
     tokenizer = Tokenizer(vocab, merges, ["<|endoftext|>"])
     tokenizer.save(root / "tokenizer")
@@ -251,14 +257,47 @@ def test_muon_orthogonalises_and_trains(shards, tmp_path):
 def test_schedules_exact_values():
     cos = ScheduleConfig(kind="cosine", warmup_steps=10)
     assert lr_at(0, 110, 1.0, 0.1, cos) == pytest.approx(0.1)  # 1/10 of the way up
-    assert lr_at(9, 110, 1.0, 0.1, cos) == pytest.approx(1.0)
-    assert lr_at(10, 110, 1.0, 0.1, cos) == pytest.approx(1.0)
-    assert lr_at(60, 110, 1.0, 0.1, cos) == pytest.approx(0.55)  # half way: (max + min) / 2
-    assert lr_at(35, 110, 1.0, 0.1, cos) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
-    assert lr_at(110, 110, 1.0, 0.1, cos) == pytest.approx(0.1) == lr_at(500, 110, 1.0, 0.1, cos)
+    assert lr_at(9, 110, 1.0, 0.1, cos) == pytest.approx(1.0)  # the peak; the decay runs from here to step 109
+    assert lr_at(10, 110, 1.0, 0.1, cos) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 100)))
+    assert lr_at(59, 110, 1.0, 0.1, cos) == pytest.approx(0.55)  # half way: (max + min) / 2
+    assert lr_at(34, 110, 1.0, 0.1, cos) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(109, 110, 1.0, 0.1, cos) == 0.1 == lr_at(500, 110, 1.0, 0.1, cos)
     wsd = ScheduleConfig(kind="wsd", warmup_steps=10, decay_fraction=0.2)
     assert lr_at(50, 100, 1.0, 0.1, wsd) == 1.0 and lr_at(79, 100, 1.0, 0.1, wsd) == 1.0
-    assert lr_at(90, 100, 1.0, 0.1, wsd) == pytest.approx(0.55) and lr_at(100, 100, 1.0, 0.1, wsd) == pytest.approx(0.1)
+    assert lr_at(80, 100, 1.0, 0.1, wsd) == pytest.approx(1.0 - 0.9 / 20)  # the decay's 20 steps end at 99
+    assert lr_at(89, 100, 1.0, 0.1, wsd) == pytest.approx(0.55) and lr_at(99, 100, 1.0, 0.1, wsd) == 0.1
+
+
+@pytest.mark.parametrize("kind", ["cosine", "wsd"])
+def test_the_last_step_of_a_run_is_at_min_lr(kind):
+    """The issue's case: WSD over 40 steps ended at 6.4e-4 for a min_lr of 3e-4, cosine at min_lr + 2e-8."""
+    for total, warmup, fraction in [(40, 5, 0.2), (40, 0, 0.2), (41, 1, 0.5), (7, 3, 0.5), (1000, 100, 0.1)]:
+        schedule = ScheduleConfig(kind=kind, warmup_steps=warmup, decay_fraction=fraction)
+        rates = [lr_at(step, total, 3e-3, 3e-4, schedule) for step in range(total)]
+        assert rates[-1] == 3e-4, (total, warmup, rates[-3:])
+        assert max(rates) == pytest.approx(3e-3) == rates[max(warmup - 1, 0)]  # the peak ends the warmup
+        assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1 :]))  # never back up after the peak
+        assert min(rates[warmup : total - 1]) > 3e-4  # and reaches min_lr only at the end
+
+
+def test_training_windows_start_anywhere_a_whole_window_fits(tmp_path):
+    """A shard of length + 2 tokens holds two windows of length + 1 (inputs and their targets): both are
+    drawn. One of exactly length + 1 tokens holds one, for training and for validation."""
+    length = 8
+
+    def shard(name, n):
+        with ShardWriter(str(tmp_path / name), vocab_size=64, eos_id=n - 1, tokenizer_hash="test") as writer:
+            writer.write(range(n - 1))  # then EOS: the ids 0 .. n - 1
+        return str(tmp_path / name)
+
+    data = TokenData(DataConfig(train=[shard("two", length + 2)], valid_fraction=0.0), length, seed=0)
+    starts = [int(data.batch(1).inputs[0, 0]) for _ in range(64)]
+    assert set(starts) == {0, 1}
+    one = shard("one", length + 1)
+    data = TokenData(DataConfig(train=[one], valid=[one]), length, seed=0)
+    assert data.batch(2).inputs.tolist() == [list(range(length))] * 2
+    (batch,) = data.validation_batches(4, 10)
+    assert batch.inputs.tolist() == [list(range(length))] and batch.targets.tolist() == [list(range(1, length + 1))]
 
 
 def test_a_tiny_model_overfits_one_batch():
@@ -281,7 +320,7 @@ def losses_by_step(path) -> list[tuple]:
 
 def test_resume_reproduces_the_uninterrupted_losses_exactly(shards, tmp_path):
     whole = Trainer(config(shards, tmp_path / "whole"), progress=False)
-    whole.run()
+    assert whole.run()["lr"] == 3e-4  # the last step is at min_lr
     first = Trainer(config(shards, tmp_path / "split", checkpoint_every=10), progress=False)
     first.run(stop_after=13)  # interrupted after step 13: the checkpoint is at step 10
     del first
@@ -364,7 +403,7 @@ def test_training_config_files_are_validated(shards, tmp_path):
     path = tmp_path / "train.toml"
     good = f'[data]\ntrain = ["{shards}/shards/*"]\n[model]\nd_model = 64\nn_heads = 4\n[train]\nout_dir = "out"\n'
     path.write_text(good)
-    cfg = load_train_config(str(path), ["train.steps=7", "optim.name=muon"])
+    cfg = load_train_config(str(path), ["train.steps=7", "schedule.warmup_steps=2", "optim.name=muon"])
     assert cfg.train.steps == 7 and cfg.optim.name == "muon" and cfg.train.out_dir == str(tmp_path / "out")
     for text, key, message in [
         (good.replace("d_model = 64", "d_model = 60"), "model.n_heads", "d_model / n_heads must be even"),
@@ -378,6 +417,35 @@ def test_training_config_files_are_validated(shards, tmp_path):
         with pytest.raises(ConfigError) as err:
             load_train_config(str(path))
         assert err.value.key == key and message in str(err.value)
+
+
+def test_training_files_that_cannot_run_are_refused_before_work_starts(shards, tmp_path, capsys):
+    """Holes `refinery validate` used to accept, each failing later with a traceback or wrong results."""
+    path = tmp_path / "train.toml"
+    good = f'[data]\ntrain = ["{shards}/shards/*"]\n[model]\nd_model = 64\nn_heads = 4\n[train]\nout_dir = "out"\n'
+    (tmp_path / "a-file").write_text("not a directory")
+    for text, key, message in [
+        (good.replace("d_model = 64", "d_model = 64\nd_ff = -10"), "model.d_ff", "must be >= 1"),
+        (good.replace('"out"', '"a-file"'), "train.out_dir", "a-file is a file; expected a directory"),
+        (good.replace('"out"', '"a-file/run"'), "train.out_dir", "a-file is a file; expected a directory"),
+        (good.replace("d_model = 64", "d_model = 10_000_000"), "model", "more than any machine holds"),
+        (good.replace("[train]", "[train]\nbatch_size = 100_000_000"), "train.batch_size", "of activations"),
+        (good.replace("[train]", "[train]\nsteps = 50"), "schedule.warmup_steps", "100 leaves no step of"),
+        (good + "[schedule]\nkind = 'constant'\nwarmup_steps = 1001\n", "schedule.warmup_steps", "more than"),
+        (
+            good + "[schedule]\nkind = 'wsd'\nwarmup_steps = 900\ndecay_fraction = 0.2\n",
+            "schedule.decay_fraction",
+            "the decay (200 of 1000 steps) overlaps the warmup (900 steps)",
+        ),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            load_train_config(str(path))
+        assert err.value.file == str(path) and err.value.key == key and message in err.value.expected, err.value
+        assert main(["validate", str(path)]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {err.value}"
+    path.write_text(good + "[schedule]\nkind = 'wsd'\nwarmup_steps = 800\ndecay_fraction = 0.2\n")
+    assert load_train_config(str(path)).schedule.warmup_steps == 800  # the decay may start right after warmup
 
 
 def test_the_gpu_benchmark_runs_tiny_on_cpu():

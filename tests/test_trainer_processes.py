@@ -17,7 +17,6 @@ from tests.test_sft import tokenizer_dir  # noqa: F401 - a fixture
 from tests.test_trainer import losses_by_step, shards  # noqa: F401 - the shards fixture
 from trainer.checkpoint import load_checkpoint
 from trainer.data import TokenData
-from trainer.loss import cross_entropy
 from trainer.model import Transformer
 from trainer.optim import build_optimizers
 from trainer.schedule import lr_at
@@ -104,15 +103,21 @@ def test_ddp_on_two_processes_equals_one_process_with_both_batches(shards, tmp_p
     model = Transformer(config.model)
     optimizers = build_optimizers(model, config.optim)
     ranks = [TokenData(config.data, config.model.context_length, seed=config.train.seed + r) for r in (0, 1)]
+    losses = []
     for step in range(8):
         optimizers.set_lr_scale(lr_at(step, 8, config.optim.lr, config.optim.min_lr, config.schedule) / config.optim.lr)
-        loss = sum(cross_entropy(model(b.inputs), b.targets) for b in (data.batch(8) for data in ranks)) / 2
+        # the trainer's own loss path (blockwise on CPU), so that what differs is DDP alone
+        loss = sum(model(b.inputs, targets=b.targets) for b in (data.batch(8) for data in ranks)) / 2
+        losses.append(loss.item())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizers.step()
         optimizers.zero_grad()
     for name, value in model.state_dict().items():
         torch.testing.assert_close(payload["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    # the logged loss is that of both ranks' batches, as one process would log it, not rank 0's half
+    logged = [row["loss"] for row in map(json.loads, open(tmp_path / "ddp" / "metrics.jsonl"))]
+    assert logged == pytest.approx(losses, rel=1e-5)
 
 
 def test_sft_ddp_on_two_processes_equals_one_process_with_both_batches(tokenizer_dir, tmp_path):  # noqa: F811
@@ -142,6 +147,8 @@ n_heads = 4
 train = ["{train}"]
 [optim]
 lr = 3e-3
+[schedule]
+warmup_steps = 2
 [train]
 steps = 5
 batch_size = {batch_size}

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from trainer.accounting import activation_elements_per_token, flops_per_token, parameter_counts, training_memory
-from trainer.generate import generate
+from trainer.checkpoint import save_checkpoint
+from trainer.generate import generate, load_model
+from trainer.int8 import KIND, quantize_model
 from trainer.model import Transformer, sinusoidal_table
 from trainer.model_config import ModelConfig
 from trainer.moe import FeedForward, MixtureOfExperts
@@ -199,6 +203,22 @@ def test_parameter_counts_from_the_config_equal_the_model(name):
     counts = parameter_counts(m.config)
     assert counts["total"] == m.num_parameters() == sum(p.numel() for p in m.parameters())
     assert counts["non_embedding"] == m.num_parameters(embedding=False)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_variant_loads_through_the_checkpoint_check_in_float_and_int8(name):
+    """The check that a checkpoint's configuration describes its tensors knows every variant's tensors."""
+    m = model(**VARIANTS[name]).eval()
+    x = torch.randint(0, 64, (2, 16))
+    for quantized in (False, True):
+        if quantized:
+            quantize_model(m)
+        buffer = io.BytesIO()
+        extra = {"quantization": KIND} if quantized else {"optimizer": {}, "step": 0, "rng": [], "data": []}
+        save_checkpoint(buffer, {"model": m.state_dict(), "config": {"model": asdict(m.config)}, **extra})
+        loaded = load_model(buffer)[0].eval()
+        with torch.no_grad():
+            assert torch.equal(loaded(x), m(x))
 
 
 def test_parameter_and_flop_counts_equal_hand_counts():

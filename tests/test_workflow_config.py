@@ -47,7 +47,11 @@ def test_a_good_workflow_loads(tmp_path):
 @pytest.mark.parametrize(
     "change, key, expected",
     [
-        (("[run]", "[rnu]"), "rnu", "unknown section; expected one of: run, input, stages, train, sft, generate"),
+        (
+            ("[run]", "[rnu]"),
+            "rnu",
+            "unknown section; expected one of: run, input, storage, stages, train, sft, generate",
+        ),
         (('name = "t"', 'nmae = "t"'), "run.nmae", "unknown key; expected one of: name, on_error, output"),
         (('name = "t"', ""), "run.name", "missing required key (a string)"),
         (('name = "t"', 'name = "a/b"'), "run.name", "expected a plain directory name"),

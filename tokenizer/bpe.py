@@ -10,10 +10,12 @@ trained here.
 
 from __future__ import annotations
 
+import os
 from itertools import chain
 from typing import Iterable, Iterator
 
 from tokenizer import formats
+from tokenizer.errors import ConfigError
 from tokenizer.train import PRETOKEN, special_splitter
 
 CACHE_LIMIT = 1 << 20
@@ -70,8 +72,12 @@ class Tokenizer:
 
     @classmethod
     def load(cls, directory: str, **kwargs) -> "Tokenizer":
-        """A tokenizer saved with :meth:`save`."""
-        return cls(*formats.load(directory), **kwargs)
+        """A tokenizer saved with :meth:`save` (or GPT-2's files); a malformed one is a :class:`ConfigError`."""
+        vocab, merges, specials = formats.load(directory)
+        try:
+            return cls(vocab, merges, specials, **kwargs)
+        except ValueError as exc:
+            raise ConfigError(os.path.join(directory, "vocab.json"), "", str(exc)) from None
 
     def save(self, directory: str) -> None:
         """Write the tokenizer (GPT-2 files, special tokens, and Hugging Face's ``tokenizer.json``)."""

@@ -8,9 +8,13 @@ import functools
 import hashlib
 import json
 import os
+import re
+
+from tokenizer.errors import ConfigError
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 FORMAT_VERSION = 1
+SPECIAL_SHAPE = re.compile(r"<\|[^|<>\s]+\|>")  # how GPT-2 style vocabularies write special tokens
 
 
 @functools.cache
@@ -44,27 +48,63 @@ def from_chars(text: str) -> bytes:
 
 def load_gpt2(vocab_path: str, merges_path: str, special_tokens: list[str] = ()) -> tuple[dict, list, list]:
     """Vocabulary (id -> bytes), merges and special tokens from GPT-2 style files. Special tokens found in
-    ``vocab.json`` keep their id; others are appended."""
-    with open(vocab_path, encoding="utf-8") as f:
-        raw = json.load(f)
+    ``vocab.json`` keep their id; others are appended. A malformed file is a :class:`ConfigError` naming it
+    and the entry (ids must be the integers 0..n-1, each once)."""
+    raw = _json_file(vocab_path)
+    if not isinstance(raw, dict):
+        raise ConfigError(vocab_path, "", f"expected a JSON object of token -> id, got a {type(raw).__name__}")
     specials = list(special_tokens)
-    vocab = {}
+    vocab: dict[int, bytes] = {}
     for text, i in raw.items():
-        vocab[int(i)] = text.encode("utf-8") if text in specials else from_chars(text)
-    merges = []
-    with open(merges_path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line or line.startswith("#version"):
-                continue
-            left, sep, right = line.partition(" ")
-            if not sep or " " in right:
-                raise ValueError(f"{merges_path}:{number}: expected two tokens separated by one space, got {line!r}")
-            merges.append((from_chars(left), from_chars(right)))
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(raw):
+            raise ConfigError(
+                vocab_path, repr(text), f"expected an id in 0..{len(raw) - 1} (the ids are 0..n-1), got {i!r}"
+            )
+        if i in vocab:
+            raise ConfigError(vocab_path, repr(text), f"id {i} is given to two tokens")
+        try:
+            vocab[i] = text.encode("utf-8") if text in specials else from_chars(text)
+        except KeyError as exc:
+            raise ConfigError(vocab_path, repr(text), f"character {exc.args[0]!r} is not in GPT-2's byte map") from None
+    merges = _merges(merges_path)
     for token in specials:
         if token.encode("utf-8") not in vocab.values():
             vocab[max(vocab) + 1 if vocab else 0] = token.encode("utf-8")
     return vocab, merges, specials
+
+
+def _json_file(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(path, "", "no such file (a tokenizer directory holds vocab.json and merges.txt)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"not valid JSON: {exc}") from None
+
+
+def _merges(path: str) -> list[tuple[bytes, bytes]]:
+    merges = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                line = line.rstrip("\n")
+                if not line or line.startswith("#version"):
+                    continue
+                left, sep, right = line.partition(" ")
+                if not sep or " " in right:
+                    raise ConfigError(
+                        path, f"line {number}", f"expected two tokens separated by one space, got {line!r}"
+                    )
+                try:
+                    merges.append((from_chars(left), from_chars(right)))
+                except KeyError as exc:
+                    raise ConfigError(
+                        path, f"line {number}", f"character {exc.args[0]!r} is not in GPT-2's byte map"
+                    ) from None
+    except FileNotFoundError:
+        raise ConfigError(path, "", "no such file (a tokenizer directory holds vocab.json and merges.txt)") from None
+    return merges
 
 
 def save(directory: str, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str]) -> None:
@@ -92,16 +132,30 @@ def save(directory: str, vocab: dict[int, bytes], merges: list[tuple[bytes, byte
         os.path.join(directory, "tokenizer.json"),
         json.dumps(hf_tokenizer_json(vocab, merges, special_tokens), ensure_ascii=False),
     )
+    for name, content in hf_special_token_files(vocab, special_tokens).items():
+        _write(os.path.join(directory, name), json.dumps(content, ensure_ascii=False, indent=1))
 
 
 def load(directory: str) -> tuple[dict, list, list]:
-    """A tokenizer saved by :func:`save` (or any GPT-2 style ``vocab.json`` + ``merges.txt`` pair)."""
+    """A tokenizer saved by :func:`save`, or any GPT-2 style ``vocab.json`` + ``merges.txt`` pair, whose
+    special tokens are then the entries written ``<|name|>`` (GPT-2's ``<|endoftext|>``)."""
+    if not os.path.isdir(directory):
+        raise ConfigError(directory, "", "no such tokenizer directory")
     meta_path = os.path.join(directory, "refinery.json")
-    specials = []
+    vocab_path = os.path.join(directory, "vocab.json")
     if os.path.exists(meta_path):
-        with open(meta_path, encoding="utf-8") as f:
-            specials = json.load(f)["special_tokens"]
-    return load_gpt2(os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt"), specials)
+        meta = _json_file(meta_path)
+        specials = meta.get("special_tokens") if isinstance(meta, dict) else None
+        if not isinstance(specials, list) or not all(isinstance(t, str) and t for t in specials):
+            raise ConfigError(meta_path, "special_tokens", f"expected a list of non-empty strings, got {specials!r}")
+        if len(set(specials)) != len(specials):
+            raise ConfigError(meta_path, "special_tokens", f"a special token is listed twice: {specials!r}")
+    else:
+        raw = _json_file(vocab_path)
+        specials = (
+            [t for t in raw if isinstance(t, str) and SPECIAL_SHAPE.fullmatch(t)] if isinstance(raw, dict) else []
+        )
+    return load_gpt2(vocab_path, os.path.join(directory, "merges.txt"), specials)
 
 
 def tokenizer_hash(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str]) -> str:
@@ -154,6 +208,35 @@ def hf_tokenizer_json(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]]
             "merges": [[to_chars(a), to_chars(b)] for a, b in merges],
         },
     }
+
+
+def hf_special_token_files(vocab: dict[int, bytes], special_tokens: list[str]) -> dict[str, dict]:
+    """``tokenizer_config.json`` and ``special_tokens_map.json``, so that ``transformers``'
+    ``AutoTokenizer.from_pretrained(directory)`` knows the end-of-text token and the other special tokens.
+    The end-of-text token is ``<|endoftext|>`` when there is one, else the first special token."""
+    eos = "<|endoftext|>" if "<|endoftext|>" in special_tokens else (special_tokens[0] if special_tokens else None)
+    others = [t for t in special_tokens if t != eos]
+    ids = {b: i for i, b in vocab.items()}
+    decoder = {
+        str(ids[t.encode("utf-8")]): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for t in special_tokens
+    }
+    names = {"eos_token": eos, "additional_special_tokens": others} if eos else {}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": 1_000_000_000_000_000_019_884_624_838_656,  # transformers' "no limit"
+        "added_tokens_decoder": decoder,
+        **names,
+    }
+    return {"tokenizer_config.json": config, "special_tokens_map.json": names}
 
 
 def _write(path: str, text: str) -> None:

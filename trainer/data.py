@@ -16,6 +16,7 @@ import torch
 from tokenizer.errors import invalid
 from tokenizer.shards import ShardReader
 from trainer.loss import IGNORE
+from trainer.storage import is_url, remote_headers, remote_shards
 
 
 class Batch(NamedTuple):
@@ -54,11 +55,21 @@ class DataConfig:
 
 
 def find_shards(pattern: str) -> list[str]:
-    """Shard prefixes matching a path or glob (``x``, ``x.json``, ``dir/*``, ``dir/*.bin`` all work)."""
+    """Shard prefixes matching a path or glob (``x``, ``x.json``, ``dir/*``, ``dir/*.bin`` all work); shards
+    named by URL are fetched into the local cache first (:mod:`trainer.storage`)."""
+    if is_url(pattern):
+        return remote_shards(pattern)
     pattern = pattern.removesuffix(".bin").removesuffix(".json").removesuffix(".idx")
     names = glob.glob(pattern + ".json") or glob.glob(pattern)
     prefixes = sorted({n.removesuffix(".json").removesuffix(".bin").removesuffix(".idx") for n in names})
     return [p for p in prefixes if os.path.exists(p + ".json")]
+
+
+def shards_exist(pattern: str) -> bool:
+    """Whether any shard matches ``pattern``, without fetching remote ones."""
+    if is_url(pattern):
+        return bool(remote_headers(pattern))
+    return bool(find_shards(pattern))
 
 
 class TokenData:
@@ -79,15 +90,15 @@ class TokenData:
             for prefix in prefixes:
                 tokens = ShardReader(prefix).tokens
                 cut = len(tokens) - int(held * len(tokens))
-                if cut > length + 1:
+                if cut > length:  # at least one window of length + 1 tokens
                     self.train.append(tokens[:cut])
                     weights.append(weight * cut)
-                if held and len(tokens) - cut > length + 1:
+                if held and len(tokens) - cut > length:
                     self.valid.append(tokens[cut:])
         for pattern in config.valid:
             self.valid += [ShardReader(p).tokens for p in find_shards(pattern)]
         if not self.train:
-            raise invalid("train", f"no shard holds more than {length + 1} training tokens")
+            raise invalid("train", f"no shard holds a window of {length + 1} training tokens")
         w = torch.tensor(weights, dtype=torch.float64)
         self.probabilities = w / w.sum()
         self.generator = torch.Generator().manual_seed(seed)
@@ -99,7 +110,7 @@ class TokenData:
         rows = []
         for s in shards.tolist():
             tokens = self.train[s]
-            start = int(torch.randint(len(tokens) - self.length - 1, (1,), generator=self.generator))
+            (start,) = window_starts(len(tokens), self.length, 1, self.generator).tolist()
             rows.append(np.asarray(tokens[start : start + self.length + 1], dtype=np.int64))
         return _split(rows)
 
@@ -109,7 +120,7 @@ class TokenData:
         rows = []
         produced = 0
         for tokens in self.valid:
-            for start in range(0, len(tokens) - self.length - 1, self.length):
+            for start in range(0, len(tokens) - self.length, self.length):
                 rows.append(np.asarray(tokens[start : start + self.length + 1], dtype=np.int64))
                 if len(rows) == size:
                     yield _split(rows)
@@ -125,6 +136,29 @@ class TokenData:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+
+def window_starts(n_tokens: int, length: int, count: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``count`` uniform starts of windows of ``length + 1`` tokens (inputs and their targets) in a sequence
+    of ``n_tokens``: every start from 0 to ``n_tokens - length - 1`` is possible."""
+    if n_tokens <= length:
+        raise ValueError(f"{n_tokens} tokens hold no window of {length + 1} (context {length} and its target)")
+    return torch.randint(n_tokens - length, (count,), generator=generator)
+
+
+def get_batch(
+    tokens, batch_size: int, context_length: int, device="cpu", generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random windows of an in-memory token array (a NumPy array, memory map or tensor of
+    ids): inputs and their next-token targets, both (batch_size, context_length) int64 on ``device``."""
+    starts = window_starts(len(tokens), context_length, batch_size, generator).tolist()
+    rows = np.stack([np.asarray(tokens[s : s + context_length + 1], dtype=np.int64) for s in starts])
+    window = torch.from_numpy(rows)
+    if torch.device(device).type == "cuda":
+        window = window.pin_memory().to(device, non_blocking=True)
+    else:
+        window = window.to(device)
+    return window[:, :-1], window[:, 1:]
 
 
 def _split(rows: list[np.ndarray]) -> Batch:

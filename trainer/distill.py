@@ -38,8 +38,10 @@ class DistillConfig:
             raise invalid("temperature", "must be > 0")
 
     def checkpoint_file(self) -> str:
-        """The teacher's checkpoint file (``teacher`` may name the training run's directory)."""
-        return os.path.join(self.teacher, "checkpoint.pt") if os.path.isdir(self.teacher) else self.teacher
+        """The teacher's checkpoint file (``teacher`` may name the training run's directory, or a URL)."""
+        from trainer.checkpoint import checkpoint_path
+
+        return checkpoint_path(self.teacher)
 
 
 def check_teacher(teacher: ModelConfig, student: ModelConfig) -> None:

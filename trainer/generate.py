@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from trainer.cache import KVCache
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint, model_config_of
+from trainer.int8 import is_quantized, quantize_model
 from trainer.model import Transformer
-from trainer.model_config import ModelConfig
-from trainer.quantize import is_quantized, quantize_model
 
 
 @dataclass
@@ -193,11 +192,12 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def load_model(path: str, device: str = "cpu") -> tuple[Transformer, dict]:
-    """The model of a training, fine-tuning or quantized checkpoint, and the checkpoint's payload; on a GPU
-    the weights are cast to bfloat16."""
+def load_model(path, device: str = "cpu") -> tuple[Transformer, dict]:
+    """The model of a training, fine-tuning or quantized checkpoint (a path or a binary file object), and
+    the checkpoint's payload; on a GPU the weights are cast to bfloat16. The checkpoint is checked against
+    its configuration before the model is built (:func:`trainer.checkpoint.load_checkpoint`)."""
     payload = load_checkpoint(path, map_location=device)
-    model = Transformer(ModelConfig(**payload["config"]["model"]))
+    model = Transformer(model_config_of(payload, str(path)))
     if is_quantized(payload):
         quantize_model(model)
     model.load_state_dict(payload["model"])

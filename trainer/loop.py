@@ -17,14 +17,26 @@ import torch
 from tqdm import tqdm
 
 from tokenizer.errors import invalid
-from trainer.checkpoint import LATEST, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from trainer.checkpoint import (
+    LATEST,
+    TOKENIZER,
+    CheckpointError,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    store_tokenizer,
+)
 from trainer.config import TrainConfig
 from trainer.data import Batch, TokenData, find_shards
 from trainer.distill import distillation_loss, load_teacher
 from trainer.model import Transformer
 from trainer.model_config import ModelConfig
 from trainer.optim import build_optimizers
-from trainer.schedule import lr_at
+from trainer.schedule import lr_at, schedule_problem
+from trainer.sft_functions import microbatch_train_step
+from trainer.storage import RemoteOutput, is_url
+from trainer.threads import choose_threads
 
 # dense bf16 peak FLOP/s by device name, for MFU (None: unknown device, no MFU reported)
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
@@ -85,6 +97,9 @@ class Trainer:
         self.autocast_dtype = (
             torch.bfloat16 if (dtype == "bfloat16" or (dtype == "auto" and self.device.type == "cuda")) else None
         )
+        problem = schedule_problem(config.schedule, config.train.steps)
+        if problem and self.dist.main:  # a training file refuses this (pipeline/models/configs.py)
+            print(f"warning: {problem[0]} {problem[1]}", file=sys.stderr)
         torch.manual_seed(config.train.seed)  # the same initial weights on every rank
         self.data = self._build_data()
         if self.data.vocab_size > config.model.vocab_size:
@@ -96,12 +111,23 @@ class Trainer:
         self.teacher = self._build_teacher()
         self.optimizers = build_optimizers(self.model, config.optim)
         self.out_dir = config.train.out_dir
+        self.remote = RemoteOutput(self.out_dir) if is_url(self.out_dir) else None
+        if self.remote:  # work in a local mirror; resume from what the storage holds
+            if resume:
+                self.remote.pull()
+            self.out_dir = self.remote.local
         self.step = 0
+        self.threads: int | None = None  # the CPU threads of the run, once chosen (a checkpoint records them)
         self.progress = progress and self.dist.main
         os.makedirs(self.out_dir, exist_ok=True)
         checkpoint = os.path.join(self.out_dir, LATEST)
         if resume and os.path.exists(checkpoint):
             self._restore(load_checkpoint(checkpoint, map_location=self.device))
+        if self.device.type == "cpu":
+            self.threads, why = choose_threads(config.train.threads, self.threads)
+            torch.set_num_threads(self.threads)
+            if self.dist.main:
+                print(f"training on {self.threads} CPU thread(s): {why}", file=sys.stderr)
         model = torch.compile(self.model) if config.train.compile else self.model
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -122,9 +148,14 @@ class Trainer:
         c = self.config.distill
         return load_teacher(c, self.config.model, self.device) if c.teacher else None
 
+    def tokenizer_source(self) -> str:
+        """The tokenizer this run's data was encoded with (here the one next to the shards), or ""."""
+        return tokenizer_dir_for(self.config)
+
     def checkpoint_extras(self) -> dict:
-        """What a checkpoint records beside the training state: here the tokenizer next to the shards."""
-        return {"tokenizer_dir": tokenizer_dir_for(self.config)}
+        """What a checkpoint records beside the training state: here where its tokenizer is (a copy inside
+        ``out_dir``, relative to the checkpoint)."""
+        return {"tokenizer_dir": TOKENIZER if self.tokenizer_source() else ""}
 
     def _restore(self, payload: dict) -> None:
         saved = payload["config"]
@@ -156,6 +187,10 @@ class Trainer:
         self.data.load_state_dict(ranks[self.dist.rank])
         restore_rng(payload["rng"][self.dist.rank])
         self.step = payload["step"]
+        threads = payload.get("threads")
+        if threads is not None and not (type(threads) is int and 1 <= threads <= 1024):
+            raise CheckpointError(f"{self.out_dir}: the checkpoint's threads ({threads!r}) is not a thread count")
+        self.threads = threads
 
     def save(self) -> None:
         data, rng = self.dist.gather(self.data.state_dict()), self.dist.gather(capture_rng())
@@ -169,10 +204,17 @@ class Trainer:
                     "rng": rng,
                     "data": data,
                     "config": self.config.to_dict(),
+                    "threads": self.threads,
                     **self.checkpoint_extras(),
                 },
             )
+            self._push()
         self.dist.barrier()
+
+    def _push(self) -> None:
+        """Upload a remote out_dir's files, the checkpoint last (nothing to do for a local out_dir)."""
+        if self.remote is not None and self.dist.main:
+            self.remote.push()
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -190,8 +232,8 @@ class Trainer:
         return max(float(count), 1.0)
 
     def _train_step(self) -> tuple[float, float, int]:
-        """One optimizer step over ``grad_accum`` micro-batches; the loss (mean per counted target on this
-        rank), the gradient norm before clipping and the positions this rank processed."""
+        """One optimizer step over ``grad_accum`` micro-batches; the loss (mean per counted target over every
+        rank's micro-batches), the gradient norm before clipping and the positions this rank processed."""
         c = self.config
         batches = [self.data.batch(c.train.batch_size) for _ in range(c.train.grad_accum)]
         normalizer = self._normalizer(batches)
@@ -203,15 +245,28 @@ class Trainer:
                 sync = self.train_model.no_sync()
             with sync:
                 with self._autocast():
-                    loss = self._summed_loss(batch)
-                (loss / normalizer).backward()
-            total += loss.item()
+                    summed = self._summed_loss(batch)
+                _, metadata = microbatch_train_step(summed, normalizer)
+            total += metadata["summed_loss"].item()
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         self.optimizers.step()
         self.optimizers.zero_grad()
-        return total / max(sum(b.counted for b in batches), 1), grad_norm, sum(b.inputs.numel() for b in batches)
+        return (
+            self._mean_loss(total, sum(b.counted for b in batches)),
+            grad_norm,
+            sum(b.inputs.numel() for b in batches),
+        )
+
+    def _mean_loss(self, total: float, count: int) -> float:
+        """The step's loss per counted target: this rank's alone, or under DDP every rank's summed losses over
+        every rank's counted targets (what one process with all the batches would log)."""
+        if self.dist.world == 1:
+            return total / max(count, 1)
+        both = torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(both)
+        return float(both[0]) / max(float(both[1]), 1.0)
 
     def _summed_loss(self, batch: Batch) -> torch.Tensor:
         """The training loss of a micro-batch, summed over its counted targets: the cross-entropy, or with a
@@ -251,6 +306,14 @@ class Trainer:
         os.replace(path + ".tmp", path)
         return open(path, "a")
 
+    def _write_run_files(self) -> None:
+        """The tokenizer's copy next to the checkpoints, and ``training.json``: what reports read to link this
+        run to the data (and the tokenizer) it trained on."""
+        store_tokenizer(self.tokenizer_source(), self.out_dir)
+        with open(os.path.join(self.out_dir, "training.json"), "w") as f:
+            info = {**self.checkpoint_extras(), "tokenizer_dir": self.tokenizer_source()}
+            json.dump({"kind": type(self).__name__, "config": self.config.to_dict(), **info}, f)
+
     def run(self, stop_after: int | None = None, should_stop: Callable[[dict], str | None] | None = None) -> dict:
         """Train to ``train.steps`` (or stop after ``stop_after`` steps, as an interrupted run would);
         returns the last metrics.
@@ -264,9 +327,8 @@ class Trainer:
         flops = self.model.flops_per_token()["training"]
         peak = peak_flops(self.device)
         log = self._open_metrics() if self.dist.main else None
-        if self.dist.main:  # what reports read to link this run to the data it trained on
-            with open(os.path.join(self.out_dir, "training.json"), "w") as f:
-                json.dump({"kind": type(self).__name__, "config": self.config.to_dict(), **self.checkpoint_extras()}, f)
+        if self.dist.main:
+            self._write_run_files()
         last: dict = {}
         bar = tqdm(
             total=c.train.steps,
@@ -330,6 +392,7 @@ class Trainer:
             bar.close()
             if log:
                 log.close()
+            self._push()
         return last
 
 

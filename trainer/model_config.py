@@ -59,6 +59,11 @@ class ModelConfig:
             self.n_kv_heads = self.n_heads
         if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
             raise invalid("n_kv_heads", f"must divide n_heads ({self.n_heads})")
+        if self.d_ff < 0:
+            raise invalid("d_ff", "must be >= 1 (or 0: 8/3 d_model for SwiGLU, 4 d_model for the others)")
+        for name in ("rope_theta", "norm_eps"):
+            if not getattr(self, name) > 0:
+                raise invalid(name, "must be > 0")
         if self.d_ff == 0:
             self.d_ff = 64 * math.ceil(8 * self.d_model / 3 / 64) if self.activation == "swiglu" else 4 * self.d_model
         if self.sliding_window < 0:

@@ -15,7 +15,6 @@ weights, the loss normalizer and the evaluation).
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -26,8 +25,8 @@ import torch
 from tokenizer.bpe import Tokenizer
 from tokenizer.errors import invalid
 from trainer.chat import ChatTemplate, CompiledTemplate
-from trainer.checkpoint import load_checkpoint
-from trainer.config import LoopConfig
+from trainer.checkpoint import checkpoint_path, load_checkpoint, model_config_of
+from trainer.config import LoopConfig, check_training_memory
 from trainer.data import Batch
 from trainer.generate import generate_batch
 from trainer.loop import Trainer
@@ -37,6 +36,7 @@ from trainer.model_config import ModelConfig
 from trainer.optim import OptimConfig
 from trainer.schedule import ScheduleConfig
 from trainer.sft_data import SFTData, SFTDataConfig, encode_examples, read_conversations
+from trainer.sft_functions import masked_normalize, response_log_probs
 
 
 @dataclass(kw_only=True)
@@ -45,9 +45,8 @@ class InitConfig:
     tokenizer: str = ""  # a tokenizer directory; default: the one the checkpoint names
 
     def checkpoint_file(self) -> str:
-        if os.path.isdir(self.checkpoint):
-            return os.path.join(self.checkpoint, "checkpoint.pt")
-        return self.checkpoint
+        """The checkpoint file (``checkpoint`` may name the training run's directory, or a URL)."""
+        return checkpoint_path(self.checkpoint)
 
 
 @dataclass(kw_only=True)
@@ -82,13 +81,17 @@ class SFTConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: LoopConfig = field(default_factory=lambda: LoopConfig(eval_at_start=True))
 
+    def __post_init__(self):
+        check_training_memory(self.model, self.train, self.optim.name)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def pretrained_model_config(init: InitConfig) -> ModelConfig:
-    """The model configuration of the checkpoint to start from."""
-    return ModelConfig(**load_checkpoint(init.checkpoint_file())["config"]["model"])
+    """The model configuration of the checkpoint to start from (checked against its tensors)."""
+    path = init.checkpoint_file()
+    return model_config_of(load_checkpoint(path), path)
 
 
 class SFTTrainer(Trainer):
@@ -99,9 +102,11 @@ class SFTTrainer(Trainer):
 
     def __init__(self, config: SFTConfig, *, resume: bool = True, progress: bool = True):
         self._pretrained = load_checkpoint(config.init.checkpoint_file()) if config.init.checkpoint else None
-        directory = config.init.tokenizer or (self._pretrained or {}).get("tokenizer_dir", "")
+        pretrained = self._pretrained or {}
+        directory = config.init.tokenizer or pretrained.get("tokenizer_dir", "")
         if not directory:
-            raise invalid("init.tokenizer", "no tokenizer: name a tokenizer directory")
+            why = pretrained.get("tokenizer_refused", "the checkpoint names none")
+            raise invalid("init.tokenizer", f"no tokenizer ({why}): name a tokenizer directory")
         self.tokenizer_dir = directory
         self.template = CompiledTemplate(config.template, Tokenizer.load(directory))
         self.counts: Counter = Counter()
@@ -142,9 +147,12 @@ class SFTTrainer(Trainer):
     def _build_teacher(self) -> None:
         return None  # fine-tuning files have no [distill] section
 
+    def tokenizer_source(self) -> str:
+        return self.tokenizer_dir
+
     def checkpoint_extras(self) -> dict:
         return {
-            "tokenizer_dir": self.tokenizer_dir,
+            **super().checkpoint_extras(),
             "template": asdict(self.config.template),
             "data_counts": dict(self.counts),
         }
@@ -164,16 +172,13 @@ class SFTTrainer(Trainer):
         logprobs: list[float] = []
         for batch in self.data.validation_batches(self.config.train.batch_size, self.config.train.eval_batches):
             batch = batch.to(self.device)
-            with self._autocast():
-                logits = self.model(batch.inputs)
-            log_p = torch.log_softmax(logits.float(), dim=-1)
             counted = batch.targets != IGNORE
-            token_logp = log_p.gather(-1, batch.targets.clamp_min(0)[..., None]).squeeze(-1) * counted
-            token_entropy = -(log_p.exp() * log_p).sum(-1) * counted
-            loss -= float(token_logp.sum())
-            entropy += float(token_entropy.sum())
+            with self._autocast():
+                out = response_log_probs(self.model, batch.inputs, batch.targets, with_entropy=True)
+            loss -= float(masked_normalize(out.log_probs, counted, 1.0))
+            entropy += float(masked_normalize(out.entropy, counted, 1.0))
             count += float(counted.sum())
-            logprobs += token_logp.sum(-1).tolist()
+            logprobs += masked_normalize(out.log_probs, counted, 1.0, dim=-1).tolist()
         metrics = {}
         if count:
             metrics = {

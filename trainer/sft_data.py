@@ -28,6 +28,7 @@ from tokenizer.errors import invalid
 from trainer.chat import ROLES, CompiledTemplate, Message
 from trainer.data import Batch
 from trainer.loss import IGNORE
+from trainer.sft_functions import Example, example_from, pad_examples
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +124,6 @@ def read_conversations(patterns: list[str], skip_bad_lines: bool, counts: Counte
     return out
 
 
-@dataclass
-class Example:
-    inputs: np.ndarray  # int64 token ids
-    targets: np.ndarray  # int64 next tokens, IGNORE where nothing is learned
-
-
 def encode_examples(
     conversations: list[list[Message]], template: CompiledTemplate, context_length: int, counts: Counter
 ) -> list[Example]:
@@ -140,11 +135,11 @@ def encode_examples(
         if len(ids) > context_length + 1:
             counts["truncated"] += 1
             ids, learned = ids[: context_length + 1], learned[: context_length + 1]
-        targets = np.where(learned[1:], ids[1:], IGNORE).astype(np.int64)
-        if not (targets != IGNORE).any():
+        example = example_from(ids, learned)
+        if not example.learned.any():
             counts["dropped_no_response"] += 1
             continue
-        out.append(Example(np.asarray(ids[:-1], dtype=np.int64), targets))
+        out.append(example)
     return out
 
 
@@ -153,12 +148,7 @@ def collate(examples: list[Example], rows: int | None = None, length: int | None
     causal, never seen by a real position); or, with ``pack``, ``rows`` rows of ``length`` positions that
     hold the examples one after another, in the order given, with their segment numbers."""
     if not pack:
-        width = max(len(e.inputs) for e in examples)
-        inputs = np.zeros((len(examples), width), dtype=np.int64)
-        targets = np.full((len(examples), width), IGNORE, dtype=np.int64)
-        for i, e in enumerate(examples):
-            inputs[i, : len(e.inputs)], targets[i, : len(e.targets)] = e.inputs, e.targets
-        return Batch(torch.from_numpy(inputs), torch.from_numpy(targets))
+        return pad_examples(examples).as_batch()
     inputs = np.zeros((rows, length), dtype=np.int64)
     targets = np.full((rows, length), IGNORE, dtype=np.int64)
     segments = np.full((rows, length), -1, dtype=np.int64)  # padding: a segment of its own

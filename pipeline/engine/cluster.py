@@ -1,14 +1,21 @@
 """Connecting to Ray: a cluster at an address (``--address``, or ``RAY_ADDRESS`` as ``ray job submit`` sets
-it), else a local Ray bound to loopback."""
+it), else a local Ray bound to loopback. A connection this module made is left with :func:`disconnect`, so
+that the workers of the document stages (each holding its models and buffers) do not sit on memory while a
+model trains in the same process."""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+
+_connected_here = False  # whether this process's Ray connection was made by connect()
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), else start a local Ray on loopback."""
+    """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), else start a local Ray on loopback.
+    A connection made before (by the caller, or a test session) is used as it is."""
+    global _connected_here
     import ray
 
     if ray.is_initialized():
@@ -16,9 +23,26 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(
+            address="local",  # not whatever other Ray runs on this host (Ray's default joins the latest one)
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level=logging.WARNING,
+        )
+    _connected_here = True
+
+
+def disconnect() -> None:
+    """Leave Ray if :func:`connect` joined it (a local Ray it started stops, with all its workers); a
+    connection someone else made stays."""
+    global _connected_here
+    ray = sys.modules.get("ray")
+    if _connected_here and ray is not None and ray.is_initialized():
+        ray.shutdown()
+    _connected_here = False
 
 
 def capacity() -> dict[str, float]:

@@ -120,13 +120,33 @@ class LocalExecutor(Executor):
 class RayExecutor(Executor):
     """Tasks on Ray with the given resources, at most twice as many in flight as the cluster can run at once;
     a task whose worker dies (or that raises ``OSError``) is retried; tasks that fail for good are reported
-    together after the others finished, or become results through ``on_failure``."""
+    together after the others finished, or become results through ``on_failure``. Ray is connected to (or a
+    local Ray started, see :func:`pipeline.engine.cluster.connect`) at the first task, so work that turns out
+    to be done already never starts it."""
+
+    def __init__(
+        self,
+        progress: bool = True,
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        """``env``: environment variables of every task (storage settings and credentials), given to Ray as
+        the tasks' runtime environment."""
+        super().__init__(progress)
+        self.address, self.num_cpus, self.env = address, num_cpus, env or {}
 
     def _run(self, job, bar):
         import ray
 
+        from pipeline.engine.cluster import connect
+
+        connect(self.address, self.num_cpus)
         r = job.resources
         task = ray.remote(num_cpus=r.cpus, num_gpus=r.gpus, max_retries=TASK_RETRIES, retry_exceptions=[OSError])(_call)
+        if self.env:
+            task = task.options(runtime_env={"env_vars": self.env})
         shared_ref = ray.put(job.shared)
         window = _window(ray.cluster_resources(), r)
         results: list = [None] * len(job.calls)
@@ -163,6 +183,9 @@ def _window(cluster: dict, resources: Resources) -> int:
 
 
 def _call(fn, shared, *args):
+    from pipeline.storage import apply_env
+
+    apply_env()
     logger = logging.getLogger("refinery")
     if not logger.handlers:
         handler = logging.StreamHandler()

@@ -4,10 +4,13 @@ so an interrupted stage resumes at the phase it was in."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from pipeline.engine.executor import Executor
 from pipeline.rundir import RunDir
+
+log = logging.getLogger("refinery")
 
 
 class Work:
@@ -31,8 +34,13 @@ class Work:
         JSON-serialisable) are kept with the marker and returned either way. A phase with ``mark=False``
         always runs: the final write, whose tasks skip the shards already written."""
         marker = self.run.path(self.stage, "_work", phase, "_SUCCESS.json")
-        if mark and self.run.exists(marker):
-            return self.run.read_json(marker)["results"]
+        if mark:
+            try:
+                results = self.run.read_json(marker)["results"]
+                log.info("%s: phase %s done before, skipped", self.stage, phase)
+                return results
+            except FileNotFoundError:
+                pass
         results = self.executor.map(
             fn, calls, shared=shared, desc=f"{self.stage}: {phase}", labels=[f"task {i}" for i in range(len(calls))]
         )

@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 from pipeline.rundir import RunDir
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+WHOLE_FILE_BYTES = 4 << 20  # object storage: smaller producer files are fetched whole
+FETCH_BATCH = 16  # ... this many at a time
 
 
 def partition_of(values: np.ndarray, n: int) -> np.ndarray:
@@ -30,8 +32,9 @@ def write_partitions(run: RunDir, path: str, table: pa.Table, partition: np.ndar
     counts = np.bincount(partition, minlength=n)
     present = [int(p) for p in np.flatnonzero(counts)]
     schema = table.schema.with_metadata({b"partitions": json.dumps(present).encode()})
-    tmp = run.temp_name(path)
-    with run.open(tmp, "wb") as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
+    # no dictionary encoding: shuffled columns are mostly hashes and node ids, on which building dictionaries
+    # costs ten times the rest of the write and saves nothing
+    with run.writer(path) as f, pq.ParquetWriter(f, schema, compression="zstd", use_dictionary=False) as writer:
         start = 0
         for p in present:
             writer.write_table(
@@ -39,14 +42,15 @@ def write_partitions(run: RunDir, path: str, table: pa.Table, partition: np.ndar
                 row_group_size=int(counts[p]),
             )
             start += int(counts[p])
-    run.commit(tmp, path)
 
 
 def read_partition(run: RunDir, paths: list[str], partition: int, schema: pa.Schema) -> pa.Table:
-    """Rows of ``partition`` from every file in ``paths`` (an empty table with ``schema`` if none)."""
+    """Rows of ``partition`` from every file in ``paths`` (an empty table with ``schema`` if none). On object
+    storage, small files are fetched whole, a batch at a time in parallel (one request each); larger ones by
+    ranges (the footer, then the partition's row group), so a consumer never downloads other partitions."""
     parts = []
-    for path in paths:
-        with run.open(path, "rb") as f:
+    for f in _opened(run, paths):
+        with f:
             reader = pq.ParquetFile(f)
             present = json.loads(reader.schema_arrow.metadata[b"partitions"])
             if partition in present:
@@ -54,3 +58,19 @@ def read_partition(run: RunDir, paths: list[str], partition: int, schema: pa.Sch
     if not parts:
         return schema.empty_table()
     return pa.concat_tables(parts).replace_schema_metadata(None)
+
+
+def _opened(run: RunDir, paths: list[str]):
+    """A seekable file for every path, in order."""
+    if run.local:
+        for path in paths:
+            yield run.fs.open(path, "rb")
+        return
+    sizes: dict[str, int] = {}
+    for folder in dict.fromkeys(p.rsplit("/", 1)[0] for p in paths):
+        sizes.update(run.sizes(folder))
+    for i in range(0, len(paths), FETCH_BATCH):
+        batch = paths[i : i + FETCH_BATCH]
+        whole = run.read_many([p for p in batch if sizes.get(p, WHOLE_FILE_BYTES) < WHOLE_FILE_BYTES])
+        for path in batch:
+            yield pa.BufferReader(whole[path]) if path in whole else run.fs.open(path, "rb")

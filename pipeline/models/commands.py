@@ -1,5 +1,5 @@
-"""``refinery train``, ``sft``, ``sweep``, ``generate`` and ``quantize``: training, fine-tuning and
-hyperparameter sweeps from TOML files, and text from a checkpoint."""
+"""``refinery train``, ``sft``, ``sweep``, ``ablate``, ``generate`` and ``quantize``: training, fine-tuning,
+hyperparameter sweeps and data ablations from TOML files, and text from a checkpoint."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class ShowDefaults(argparse.HelpFormatter):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``sft``, ``sweep``, ``generate`` and ``quantize``."""
+    """Add ``train``, ``sft``, ``sweep``, ``ablate``, ``generate`` and ``quantize``."""
     p = sub.add_parser("train", help="train a language model on token shards (resumes from its checkpoint)")
     p.add_argument("config", help="a training TOML file, e.g. workflows/train.toml")
     _add_run_options(p)
@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=sweep_command)
 
+    _register_ablate(sub)
     _register_generate(sub)
 
     p = sub.add_parser("quantize", help="write an int8 weight-only copy of a checkpoint; print the perplexity change")
@@ -51,6 +52,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-batches", type=int, default=50)
     p.add_argument("--no-eval", action="store_true", help="skip the perplexity measurement")
     p.set_defaults(func=quantize_command)
+
+
+def _register_ablate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ablate", help="compare datasets: small models at equal tokens, one tokenizer, several seeds; a verdict"
+    )
+    p.add_argument("ablation", help="an ablation TOML file, e.g. workflows/ablate-demo.toml")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=ablate_command)
 
 
 def _register_generate(sub: argparse._SubParsersAction) -> None:
@@ -96,20 +107,24 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def train_command(args) -> int:
+    from pipeline.locks import OutputClaim
     from pipeline.models.configs import load_train_config
     from trainer.loop import Trainer
 
     config = load_train_config(args.config, args.set)
-    return _fit(Trainer(config, resume=not args.restart, progress=not args.no_progress))
+    with OutputClaim(config.train.out_dir, "training out_dir"):
+        return _fit(Trainer(config, resume=not args.restart, progress=not args.no_progress))
 
 
 def sft_command(args) -> int:
+    from pipeline.locks import OutputClaim
     from pipeline.models.configs import load_sft_config
     from trainer.sft import SFTTrainer
 
     overrides = args.set + (["data.skip_bad_lines=true"] if args.skip_bad_lines else [])
     config = load_sft_config(args.config, overrides)
-    return _fit(SFTTrainer(config, resume=not args.restart, progress=not args.no_progress))
+    with OutputClaim(config.train.out_dir, "fine-tuning out_dir"):
+        return _fit(SFTTrainer(config, resume=not args.restart, progress=not args.no_progress))
 
 
 def _fit(trainer) -> int:
@@ -139,6 +154,21 @@ def sweep_command(args) -> int:
     print(format_table(rows))
     print(f"\nresults.jsonl, results.csv and sweep.html in {sweep.output}")
     return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+def ablate_command(args) -> int:
+    from pipeline.models.ablation_file import load_ablation
+    from pipeline.models.ablations import run_ablation
+    from pipeline.report.ablation import verdict_lines
+
+    ablation = load_ablation(args.ablation)
+    record = run_ablation(ablation, address=args.address, progress=not args.no_progress)
+    print("\n".join(verdict_lines(record)))
+    failed = [r for r in record["trials"] if r["status"] != "done"]
+    for row in failed:
+        print(f"{row['trial']} {row['status']}: {row.get('reason', '')}")
+    print(f"\nablation.json, results.jsonl and ablation.html in {ablation.output}")
+    return 1 if failed else 0
 
 
 def generate_command(args) -> int:

@@ -7,16 +7,18 @@ from __future__ import annotations
 import os
 import tomllib
 
+from pipeline import storage
 from pipeline.schema import build, load_toml
+from pipeline.storage import StorageSettings
 from tokenizer.errors import ConfigError
 from trainer.chat import ChatTemplate
-from trainer.checkpoint import CheckpointError, load_checkpoint
+from trainer.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint, model_config_of
 from trainer.config import LoopConfig, TrainConfig
 from trainer.data import DataConfig
 from trainer.distill import DistillConfig, check_teacher
 from trainer.model_config import ModelConfig
 from trainer.optim import OptimConfig
-from trainer.schedule import ScheduleConfig
+from trainer.schedule import ScheduleConfig, schedule_problem
 from trainer.sft import EvalConfig, InitConfig, LossConfig, SFTConfig, pretrained_model_config
 from trainer.sft_data import SFTDataConfig
 
@@ -62,8 +64,10 @@ def _sections(path: str, overrides: list[str], allowed: dict, what: str) -> dict
             value = raw.strip()  # a bare word: a string
         table.setdefault(section, {})[key] = value
     for name in table:
-        if name not in allowed:
-            raise ConfigError(path, name, f"unknown section; expected one of: {', '.join(sorted(allowed))}")
+        if name not in allowed and name != "storage":
+            raise ConfigError(path, name, f"unknown section; expected one of: {', '.join(sorted(allowed))}, storage")
+    if "storage" in table:  # object-storage settings: applied now, so shards and checkpoints by URL resolve
+        storage.apply(build(StorageSettings, table.pop("storage"), file=path, key="storage"))
     if "data" not in table:
         raise ConfigError(path, "data", "missing required section (the training data)")
     base = os.path.dirname(os.path.abspath(path))
@@ -92,21 +96,33 @@ def load_train_config(path: str, overrides: list[str] = ()) -> TrainConfig:
     """The training configuration in ``path`` with ``section.key=value`` overrides; relative paths in the
     file are relative to it."""
     sections = _sections(path, overrides, SECTIONS, "training configuration")
-    config = TrainConfig(
-        **{name: build(cls, sections.get(name, {}), file=path, key=name) for name, cls in SECTIONS.items()}
-    )
+    built = {name: build(cls, sections.get(name, {}), file=path, key=name) for name, cls in SECTIONS.items()}
+    config = _whole(path, TrainConfig, built)
     if config.distill.teacher:
         _check_teacher(path, config)
+    return config
+
+
+def _whole(path: str, cls: type, sections: dict):
+    """The configuration of a whole run from its built sections, with the checks across sections (training
+    memory, a schedule that runs its course in ``train.steps``) naming ``path``."""
+    try:
+        config = cls(**sections)
+    except ConfigError as exc:
+        raise exc.located(path) from None
+    problem = schedule_problem(config.schedule, config.train.steps)
+    if problem:
+        raise ConfigError(path, *problem)
     return config
 
 
 def _check_teacher(path: str, config: TrainConfig) -> None:
     """``[distill] teacher`` exists (else ``MissingCheckpoint``) and can teach the model."""
     teacher = config.distill.checkpoint_file()
-    if not os.path.exists(teacher):
+    if not checkpoint_exists(teacher):
         raise MissingCheckpoint(path, "distill.teacher", f"no checkpoint at {teacher}")
     try:
-        check_teacher(ModelConfig(**load_checkpoint(teacher)["config"]["model"]), config.model)
+        check_teacher(model_config_of(load_checkpoint(teacher), teacher), config.model)
     except CheckpointError as exc:
         raise ConfigError(path, "distill.teacher", str(exc)) from None
     except ConfigError as exc:
@@ -126,7 +142,7 @@ def load_sft_config(path: str, overrides: list[str] = ()) -> SFTConfig:
     if built["init"].checkpoint:
         if "model" in sections:
             raise ConfigError(path, "model", "the model comes from [init] checkpoint; remove this section")
-        if not os.path.exists(built["init"].checkpoint_file()):
+        if not checkpoint_exists(built["init"].checkpoint_file()):
             raise MissingCheckpoint(path, "init.checkpoint", f"no checkpoint at {built['init'].checkpoint_file()}")
         try:
             model = pretrained_model_config(built["init"])
@@ -136,4 +152,4 @@ def load_sft_config(path: str, overrides: list[str] = ()) -> SFTConfig:
         raise ConfigError(path, "model", "missing: name [init] checkpoint, or describe a new [model]")
     else:
         model = build(ModelConfig, sections["model"], file=path, key="model")
-    return SFTConfig(model=model, **built)
+    return _whole(path, SFTConfig, {"model": model, **built})

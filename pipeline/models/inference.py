@@ -7,22 +7,23 @@ speculatively with ``--draft``, and reports prefill and decode speeds separately
 
 from __future__ import annotations
 
-import os
 import sys
 
 import torch
 
 from tokenizer.bpe import Tokenizer
 from trainer.chat import ChatTemplate, CompiledTemplate
+from trainer.checkpoint import checkpoint_path
 from trainer.data import DataConfig
 from trainer.generate import generate, generate_batch, load_model
 from trainer.quantize import quantize_checkpoint
 from trainer.speculative import speculative_generate
+from trainer.threads import choose_threads
 
 
 def checkpoint_file(path: str) -> str:
-    """A checkpoint file, or the ``checkpoint.pt`` in a training run's directory."""
-    return os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
+    """A checkpoint file, or the ``checkpoint.pt`` in a training run's directory (local or a URL)."""
+    return checkpoint_path(path)
 
 
 class TextStream:
@@ -69,10 +70,13 @@ class TextStream:
 
 def generate_text(args) -> int:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        torch.set_num_threads(choose_threads()[0])  # the cores free now (trainer/threads.py)
     model, payload = load_model(checkpoint_file(args.checkpoint), device)
     directory = args.tokenizer or payload.get("tokenizer_dir")
     if not directory:
-        raise ValueError("the checkpoint names no tokenizer: give --tokenizer DIR")
+        why = payload.get("tokenizer_refused", "the checkpoint names no tokenizer")
+        raise ValueError(f"{checkpoint_file(args.checkpoint)}: {why}: give --tokenizer DIR")
     tokenizer = Tokenizer.load(directory)
     chat = (
         None

@@ -7,7 +7,8 @@ from its checkpoint like they do."""
 from __future__ import annotations
 
 import json
-import os
+
+import fsspec
 
 from pipeline.workflow import Workflow
 
@@ -37,25 +38,29 @@ def check_model_steps(workflow: Workflow, run_dir: str) -> None:
 
 def run_model_steps(workflow: Workflow, run_dir: str, *, progress: bool = True) -> dict:
     """Train, fine-tune and generate as the workflow says; what happened, for :func:`render_summary`."""
+    from pipeline.locks import OutputClaim
     from pipeline.models.configs import load_sft_config, load_train_config
     from trainer.loop import Trainer
     from trainer.sft import SFTTrainer
 
     overrides = model_overrides(workflow, run_dir)
     done: dict = {}
+    train, sft = f"{run_dir}/train", f"{run_dir}/sft"  # local folders or URLs, as the run directory is
     if workflow.train:
-        Trainer(load_train_config(workflow.train.config, overrides["train"]), progress=progress).run()
-        done["train"] = _metrics(os.path.join(run_dir, "train"))
+        with OutputClaim(train, "training out_dir"):
+            Trainer(load_train_config(workflow.train.config, overrides["train"]), progress=progress).run()
+        done["train"] = _metrics(train)
     if workflow.sft:
-        SFTTrainer(load_sft_config(workflow.sft.config, overrides["sft"]), progress=progress).run()
-        done["sft"] = _metrics(os.path.join(run_dir, "sft"))
+        with OutputClaim(sft, "fine-tuning out_dir"):
+            SFTTrainer(load_sft_config(workflow.sft.config, overrides["sft"]), progress=progress).run()
+        done["sft"] = _metrics(sft)
     if workflow.generate:
-        done["generated"] = _generate(workflow, os.path.join(run_dir, "sft" if workflow.sft else "train"))
+        done["generated"] = _generate(workflow, sft if workflow.sft else train)
     return done
 
 
 def _metrics(out_dir: str) -> dict:
-    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+    with fsspec.open(f"{out_dir}/metrics.jsonl", "r") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return {"out_dir": out_dir, "rows": rows}
 
@@ -63,10 +68,11 @@ def _metrics(out_dir: str) -> dict:
 def _generate(workflow: Workflow, out_dir: str) -> list[tuple[str, str]]:
     from tokenizer.bpe import Tokenizer
     from trainer.chat import ChatTemplate, CompiledTemplate
+    from trainer.checkpoint import checkpoint_path
     from trainer.generate import generate, load_model
 
     step = workflow.generate
-    model, payload = load_model(os.path.join(out_dir, "checkpoint.pt"))
+    model, payload = load_model(checkpoint_path(out_dir))
     tokenizer = Tokenizer.load(payload["tokenizer_dir"])
     chat = CompiledTemplate(ChatTemplate(**payload["template"]), tokenizer) if "template" in payload else None
     answers = []

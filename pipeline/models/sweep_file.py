@@ -44,11 +44,13 @@ import tomllib
 from dataclasses import dataclass
 from typing import Literal
 
+from pipeline import storage
 from pipeline.models.configs import PATH_KEYS, SECTIONS, load_train_config
 from pipeline.schema import build, describe, load_toml
+from pipeline.storage import StorageSettings
 from tokenizer.errors import ConfigError, invalid
 from trainer.config import TrainConfig
-from trainer.data import find_shards
+from trainer.data import shards_exist
 from trainer.sweep import (
     check_distribution,
     flops_per_step,
@@ -169,8 +171,10 @@ def load_sweep(path: str, overrides: list[str] = ()) -> Sweep:
     applied to every trial, as ``--set`` gives them)."""
     table = load_toml(path, "sweep file")
     for name in table:
-        if name != "sweep":
-            raise ConfigError(path, name, "unknown section; a sweep file holds [sweep] and its subtables")
+        if name not in ("sweep", "storage"):
+            raise ConfigError(path, name, "unknown section; a sweep file holds [sweep] and its subtables, [storage]")
+    if "storage" in table:  # object-storage settings for the trials' shards
+        storage.apply(build(StorageSettings, table["storage"], file=path, key="storage"))
     spec = table.get("sweep")
     if not isinstance(spec, dict):
         raise ConfigError(path, "sweep", "missing [sweep] table (base, output, method and [sweep.grid] ...)")
@@ -178,6 +182,13 @@ def load_sweep(path: str, overrides: list[str] = ()) -> Sweep:
     stop = build(StopSettings, spec.get("stop", {}), file=path, key="sweep.stop")
     here = os.path.dirname(os.path.abspath(path))
     base = os.path.normpath(os.path.join(here, settings.base))
+    if "://" in settings.output:
+        raise ConfigError(
+            path,
+            "sweep.output",
+            "a sweep writes its trials and results to a local or shared folder (its shards may be on object "
+            f"storage); got {settings.output}",
+        )
     output = os.path.normpath(os.path.join(here, settings.output))
     if not os.path.isfile(base):
         raise ConfigError(path, "sweep.base", f"no training file at {base}")
@@ -398,4 +409,4 @@ def missing_shards(sweep: Sweep) -> list[str]:
     """The trials' ``data.train`` patterns that match no token shards (yet: a sweep file can be checked before
     the run that tokenizes its corpus)."""
     patterns = dict.fromkeys(p for t in sweep.trials for p in t.config.data.train)
-    return [p for p in patterns if not find_shards(p)]
+    return [p for p in patterns if not shards_exist(p)]

@@ -10,11 +10,13 @@ import os
 
 from pipeline.engine.cluster import capacity, connect
 from pipeline.engine.executor import Executor, RayExecutor, Resources
+from pipeline.locks import OutputClaim
 from pipeline.models.sweep_file import Sweep, missing_shards
 from pipeline.report.sweep import write_html
 from tokenizer.errors import ConfigError
 from trainer.config import TrainConfig
 from trainer.sweep import FINAL, failed_row, read_results, run_trial, write_results
+from trainer.threads import task_threads
 
 
 def run_sweep(
@@ -28,6 +30,11 @@ def run_sweep(
         base = os.path.join(os.path.dirname(os.path.abspath(sweep.path)), sweep.settings.base)
         raise ConfigError(os.path.normpath(base), "data.train", f"no token shards match {missing[0]!r}; tokenize first")
     os.makedirs(os.path.join(sweep.output, "trials"), exist_ok=True)
+    with OutputClaim(sweep.output, "sweep output"):
+        return _run_trials(sweep, address, progress, executor)
+
+
+def _run_trials(sweep: Sweep, address: str | None, progress: bool, executor: Executor | None) -> list[dict]:
     _claim(sweep)
     ids = {t.id for t in sweep.trials}
     rows = {r["trial"]: r for r in read_results(sweep.output) if r["trial"] in ids}
@@ -36,7 +43,7 @@ def run_sweep(
         if executor is None:
             connect(address)
             _check_capacity(sweep)
-            executor = RayExecutor(progress)
+            executor = RayExecutor(progress, address=address)
 
         def record(row: dict, bar) -> None:
             rows[row["trial"]] = row
@@ -78,14 +85,12 @@ def _check_capacity(sweep: Sweep) -> None:
 
 def _trial_task(shared, config: TrainConfig, trial: str, overrides: dict, budget: float | None) -> dict:
     """One trial inside a task, torch on the task's CPUs; an error becomes a ``failed`` row."""
-    import torch
-
-    divergence_factor, threads = shared
-    torch.set_num_threads(threads)
-    try:
-        return run_trial(config, trial, overrides, divergence_factor, budget)
-    except Exception as exc:  # the sweep records it and goes on
-        return failed_row(trial, overrides, f"{type(exc).__name__}: {exc}", budget)
+    divergence_factor, cpus = shared
+    with task_threads(cpus):
+        try:
+            return run_trial(config, trial, overrides, divergence_factor, budget)
+        except Exception as exc:  # the sweep records it and goes on
+            return failed_row(trial, overrides, f"{type(exc).__name__}: {exc}", budget)
 
 
 def _claim(sweep: Sweep) -> None:

@@ -1,6 +1,10 @@
-"""Small inline SVG charts for the HTML report: horizontal bars, histograms with a keep range, line charts.
+"""Inline SVG charts for the HTML reports: horizontal bars, histograms with a keep range, line charts and
+scatter plots. Plain strings, no plotting library: a report is one self-contained file that opens offline.
 
-Plain strings, no plotting library: the report is one self-contained file that any browser opens offline.
+Every chart is a responsive SVG (a ``viewBox``, drawn at the width of its container) with labelled axes:
+ticks at 1-2-5 steps (decades, or 1-2-5 within them, on a log axis), numbers with thousands separators
+and SI suffixes, ranges taken from the data, margins sized to the labels so that no text is cut off.
+Tick and layout helpers live in :mod:`pipeline.report.axes`.
 """
 
 from __future__ import annotations
@@ -8,142 +12,178 @@ from __future__ import annotations
 import math
 from html import escape
 
+from pipeline.report.axes import (
+    FONT,
+    BinScale,
+    Plot,
+    axis_ticks,
+    fit_ticks,
+    format_number,
+    format_value,
+    legend_positions,
+    linear_ticks,
+    log_ticks,
+    plural,
+    text_width,
+    tick_labels,
+    truncate,
+)
+
 PALETTE = ("#3b6ea5", "#d1793b", "#4f9a5a", "#a04c8c", "#8a7a3a")
+MIN_BINS = 10  # a histogram shows at least this many bins around its data (where the bins exist)
 
 
-def _fmt(v: float) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, int) or float(v).is_integer() and abs(v) >= 1 or abs(v) >= 1000:
-        return f"{v:,.0f}"
-    return f"{v:.3g}"
+def _svg(kind: str, width: float, height: float, body: str) -> str:
+    return (
+        f'<svg class="chart {kind}" viewBox="0 0 {width:g} {height:g}" width="100%" '
+        f'preserveAspectRatio="xMinYMin meet" role="img">{body}</svg>'
+    )
 
 
-def bars(items: list[tuple[str, float]], *, width: int = 640, unit: str = "") -> str:
-    """Horizontal bars, one per (label, value), longest first as given."""
+def bars(items: list[tuple[str, float]], *, width: int = 1200, unit: str = "", share_of: float = 0) -> str:
+    """Horizontal bars, one per (label, value) in the given order, each with its value in ``unit`` (a plural
+    noun) and its share of ``share_of`` (when given) at its end."""
     if not items:
         return ""
-    row, label_w = 22, min(260, 8 + 7 * max(len(label) for label, _ in items))
+    row = 22
+    label_w = min(max(text_width(label) for label, _ in items) + 14, width * 0.4)
+    values = [
+        (plural(v, unit) if unit else format_value(v)) + (f" ({100 * v / share_of:.1f}%)" if share_of else "")
+        for _, v in items
+    ]
+    value_w = max(text_width(v) for v in values) + 12
     top = max(v for _, v in items) or 1
+    plot_w = width - label_w - value_w
     height = row * len(items) + 6
-    out = [f'<svg class="chart bars" width="{width}" height="{height}" role="img">']
-    for i, (label, value) in enumerate(items):
+    out = []
+    for i, ((label, value), shown) in enumerate(zip(items, values)):
         y = 3 + i * row
-        w = (width - label_w - 90) * value / top
+        w = plot_w * value / top
         out.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(label)}</text>'
-            f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row - 6}" fill="{PALETTE[0]}">'
-            f"<title>{escape(label)}: {_fmt(value)}{unit}</title></rect>"
-            f'<text x="{label_w + w + 5:.1f}" y="{y + 15}">{_fmt(value)}{unit}</text>'
+            f'<text x="{label_w - 8:.1f}" y="{y + 15}" text-anchor="end">{escape(truncate(label, label_w - 10))}'
+            f"<title>{escape(label)}</title></text>"
+            f'<rect x="{label_w:.1f}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="{PALETTE[0]}">'
+            f"<title>{escape(label)}: {escape(shown)}</title></rect>"
+            f'<text x="{label_w + w + 5:.1f}" y="{y + 15}">{escape(shown)}</text>'
         )
-    out.append("</svg>")
-    return "".join(out)
+    return _svg("bars", width, height, "".join(out))
 
 
-def histogram(hist: dict, *, width: int = 420, height: int = 150) -> str:
+def histogram(hist: dict, *, x_label: str = "", y_label: str = "documents", width: int = 440, height: int = 250) -> str:
     """The bins of a stats histogram (``counts[0]`` below the first edge, ``counts[-1]`` at or above the
-    last), with what lies outside the ``keep`` range shaded and its bounds drawn as red lines."""
-    edges, counts = hist["edges"], hist["counts"]
-    n_bins = len(counts)
-    pad_l, pad_b = 34, 26
-    plot_w, plot_h = width - pad_l - 6, height - pad_b - 6
-    bin_w = plot_w / n_bins
-    top = max(counts) or 1
+    last) over the bins its data occupies (at least :data:`MIN_BINS`, and wide enough to show the ``keep``
+    range's bounds, drawn as red lines with the bins outside shaded); "" when it holds no value."""
+    counts = hist["counts"]
+    if not hist.get("n") or not any(counts):
+        return ""
+    scale = BinScale(hist["edges"])
     keep = hist.get("keep") or [None, None]
-    out = [f'<svg class="chart histogram" width="{width}" height="{height}" role="img">']
-    for i, count in enumerate(counts):
-        lo = edges[i - 1] if i > 0 else None  # bin i covers [edges[i-1], edges[i])
-        hi = edges[i] if i < len(edges) else None
+    first, last = _shown_bins(counts, scale, [b for b in keep if b is not None])
+    span = last - first
+
+    def frac(position: float) -> float:
+        return (position - first) / span
+
+    y_ticks, y_step = linear_ticks(0, max(counts[first:last]), 5, extend=True, min_step=1)
+    y_top = y_ticks[-1]
+    y_axis = [(t / y_top, label) for t, label in zip(y_ticks, tick_labels(y_ticks, y_step))]
+    x_axis = _bin_ticks(hist, scale, first, last, width - 80)
+    plot = Plot(width, height, [(frac(p), label) for p, label in x_axis], y_axis, x_label, y_label, top=FONT + 8)
+    out = [plot.grid()]
+    for i in range(first, last):
+        if not counts[i]:
+            continue
+        lo, hi = scale.bin_range(i)
         outside = (keep[0] is not None and hi is not None and hi <= keep[0]) or (
             keep[1] is not None and lo is not None and lo >= keep[1]
         )
-        h = plot_h * count / top
-        x = pad_l + i * bin_w
-        span = f"[{_fmt(lo) if lo is not None else '-inf'}, {_fmt(hi) if hi is not None else 'inf'})"
+        x0, x1 = plot.x(frac(i)), plot.x(frac(i + 1))
+        y = plot.y(counts[i] / y_top)
+        span_text = f"[{'-∞' if lo is None else format_number(lo)}, {'∞' if hi is None else format_number(hi)})"
         out.append(
-            f'<rect x="{x:.1f}" y="{6 + plot_h - h:.1f}" width="{max(bin_w - 0.5, 0.5):.1f}" height="{h:.1f}" '
-            f'fill="{PALETTE[1] if outside else PALETTE[0]}"><title>{span}: {count:,}</title></rect>'
+            f'<rect x="{x0 + 0.3:.1f}" y="{y:.1f}" width="{max(x1 - x0 - 0.6, 0.6):.1f}" '
+            f'height="{plot.bottom - y:.1f}" '
+            f'fill="{PALETTE[1] if outside else PALETTE[0]}"><title>{span_text}: {counts[i]:,}</title></rect>'
         )
-    for bound in keep:
-        if bound is None:
-            continue
-        x = pad_l + _position(edges, bound) * bin_w
-        out.append(f'<line class="threshold" x1="{x:.1f}" y1="4" x2="{x:.1f}" y2="{6 + plot_h}" stroke="#c0392b"/>')
-    for i in (1, len(edges) // 2, len(edges)):
-        x = pad_l + i * bin_w
-        out.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle">{_fmt(edges[i - 1])}</text>')
-    out.append(f'<text x="2" y="14">{_fmt(top)}</text></svg>')
-    return "".join(out)
+    out.append(plot.axes())
+    out += _thresholds(plot, [(frac(scale.position(b)), b) for b in keep if b is not None])
+    return _svg("histogram", width, height, "".join(out))
 
 
-def _position(edges: list[float], value: float) -> float:
-    """Where ``value`` falls on the bin axis (bin i spans positions i to i + 1; bin 0 is the underflow)."""
-    if value <= edges[0]:
-        return 1.0
-    for i in range(1, len(edges)):
-        if value < edges[i]:
-            lo, hi = edges[i - 1], edges[i]
-            return i + (value - lo) / (hi - lo)
-    return float(len(edges))
+def _shown_bins(counts: list[int], scale: BinScale, bounds: list[float]) -> tuple[int, int]:
+    """The bins to draw, ``[first, last)``: those the data occupies, widened to hold the bounds and to
+    :data:`MIN_BINS` where bins exist (the underflow and overflow bins only when they hold data)."""
+    occupied = [i for i, c in enumerate(counts) if c]
+    first, last = occupied[0], occupied[-1] + 1
+    low_end, high_end = (0 if counts[0] else 1), (len(counts) if counts[-1] else len(counts) - 1)
+    for bound in bounds:
+        position = scale.position(bound)
+        first, last = min(first, math.floor(position - 0.5)), max(last, math.ceil(position + 0.5))
+    first, last = max(first, low_end), min(last, high_end)
+    while last - first < MIN_BINS and (first > low_end or last < high_end):
+        if first > low_end:
+            first -= 1
+        if last < high_end and last - first < MIN_BINS:
+            last += 1
+    return first, last
 
 
-def lines(series: dict[str, list[tuple[float, float]]], *, width: int = 640, height: int = 220, log_y=False) -> str:
-    """Line chart of named (x, y) series on shared axes, with a legend."""
-    points = [p for s in series.values() for p in s if p[1] is not None and (not log_y or p[1] > 0)]
-    if not points:
-        return ""
-    tx = (lambda v: math.log10(v)) if log_y else (lambda v: v)
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    y0, y1 = min(tx(p[1]) for p in points), max(tx(p[1]) for p in points)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-    pad_l, pad_b = 52, 26
-    plot_w, plot_h = width - pad_l - 10, height - pad_b - 24
+def _bin_ticks(hist: dict, scale: BinScale, first: int, last: int, plot_w: float) -> list[tuple[float, str]]:
+    """(bin position, label) of the x ticks: nice values inside the edges, and the underflow and overflow
+    bins labelled by their bound when shown."""
+    edges = scale.edges
+    lo, hi = scale.value(max(first, 1)), scale.value(min(last, len(edges)))
 
-    def xy(x, y):
-        return pad_l + (x - x0) / (x1 - x0) * plot_w, 20 + plot_h - (tx(y) - y0) / (y1 - y0) * plot_h
+    def make(count: int) -> list[tuple[float, str]]:
+        if scale.log:
+            ticks = [(v, format_number(v, 1e3)) for v in log_ticks(lo, hi, count)]
+        else:
+            values, step = linear_ticks(lo, hi, count)
+            ticks = list(zip(values, tick_labels(values, step)))
+        return [(scale.position(v), label) for v, label in ticks]
 
-    out = [f'<svg class="chart lines" width="{width}" height="{height}" role="img">']
-    for i, (name, pts) in enumerate(series.items()):
-        pts = [p for p in pts if p[1] is not None and (not log_y or p[1] > 0)]
-        color = PALETTE[i % len(PALETTE)]
-        if pts:
-            path = " ".join(f"{'M' if j == 0 else 'L'}{x:.1f},{y:.1f}" for j, (x, y) in enumerate(xy(*p) for p in pts))
-            out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="1.6"/>')
-        out.append(f'<text x="{pad_l + 120 * i}" y="12" fill="{color}">{escape(name)}</text>')
-    fy = (lambda v: 10**v) if log_y else (lambda v: v)
-    out.append(f'<text x="{pad_l - 4}" y="24" text-anchor="end">{_fmt(fy(y1))}</text>')
-    out.append(f'<text x="{pad_l - 4}" y="{20 + plot_h}" text-anchor="end">{_fmt(fy(y0))}</text>')
-    out.append(f'<text x="{pad_l}" y="{height - 6}">{_fmt(x0)}</text>')
-    out.append(f'<text x="{pad_l + plot_w}" y="{height - 6}" text-anchor="end">{_fmt(x1)}</text></svg>')
-    return "".join(out)
+    ticks = fit_ticks(make, plot_w * (min(last, len(edges)) - max(first, 1)) / (last - first))
+    if first == 0:
+        zeros_only = hist.get("zeros") == hist["counts"][0] and edges[0] > 0
+        ticks.insert(0, (0.5, "0" if zeros_only else f"<{format_number(edges[0])}"))
+    if last == len(edges) + 1:
+        ticks.append((last - 0.5, f"≥{format_number(edges[-1])}"))
+    return _spaced(ticks, plot_w / (last - first))
 
 
-def _ticks(lo: float, hi: float, log: bool) -> list[tuple[float, str]]:
-    """(position, label) of an axis in its drawn coordinate: whole decades on a log axis when it spans two
-    or more (else its two ends), five even steps on a linear axis."""
-    decades = list(range(math.ceil(lo), math.floor(hi) + 1)) if log else []
-    if len(decades) >= 2:
-        return [(float(d), f"1e{d}") for d in decades]
-    if log:
-        return [(v, f"{10**v:.3g}") for v in (lo, hi)]
-    return [(lo + (hi - lo) * i / 4, f"{lo + (hi - lo) * i / 4:.3g}") for i in range(5)]
+def _spaced(ticks: list[tuple[float, str]], px_per_bin: float) -> list[tuple[float, str]]:
+    """Ticks whose labels do not overlap the label before them (the underflow label wins over its neighbour)."""
+    out: list[tuple[float, str]] = []
+    for position, label in sorted(ticks):
+        if out:
+            gap = (position - out[-1][0]) * px_per_bin
+            if gap < (text_width(label) + text_width(out[-1][1])) / 2 + 8:
+                continue
+        out.append((position, label))
+    return out
 
 
-def _legend_positions(names: list[str], left: int, width: int) -> list[tuple[int, int]]:
-    """(x, y) of each name's legend entry: left to right, wrapped at the chart's width."""
-    legend, x, y = [], left, 12
-    for name in names:
-        step = 30 + 6 * len(name)
-        if x > left and x + step > width:
-            x, y = left, y + 16
-        legend.append((x, y))
-        x += step
-    return legend
+def _thresholds(plot: Plot, lines: list[tuple[float, float]]) -> list[str]:
+    """Red lines at the keep range's bounds, each labelled with its value above the plot."""
+    out = []
+    for frac_x, value in lines:
+        x = plot.x(frac_x)
+        label = format_number(value)
+        if x + text_width(label) + 3 <= plot.width - 2:
+            anchor, tx = "start", x + 3
+        else:
+            anchor, tx = "end", x - 3
+        out.append(
+            f'<line class="threshold" x1="{x:.1f}" y1="{plot.top - 4}" x2="{x:.1f}" y2="{plot.bottom}" '
+            f'stroke="#c0392b" stroke-width="1.5" stroke-dasharray="4 2"/>'
+            f'<text class="threshold-label" x="{tx:.1f}" y="{plot.top - 6}" text-anchor="{anchor}" '
+            f'fill="#c0392b">{escape(label)}</text>'
+        )
+    return out
 
 
-def scatter(
-    points: dict[str, list[tuple]],
-    curves: dict[str, list[tuple[float, float]]] | None = None,
+def lines(
+    series: dict[str, list[tuple[float, float]]],
     *,
     width: int = 640,
     height: int = 260,
@@ -152,69 +192,61 @@ def scatter(
     x_label: str = "",
     y_label: str = "",
 ) -> str:
+    """Line chart of named (x, y) series on shared axes, with a legend; points with a None y are skipped."""
+    return scatter({}, series, width=width, height=height, log_x=log_x, log_y=log_y, x_label=x_label, y_label=y_label)
+
+
+def scatter(
+    points: dict[str, list[tuple]],
+    curves: dict[str, list[tuple[float, float]]] | None = None,
+    *,
+    width: int = 640,
+    height: int = 280,
+    log_x: bool = False,
+    log_y: bool = False,
+    x_label: str = "",
+    y_label: str = "",
+) -> str:
     """Points of named series, each (x, y) or (x, y, label) with the label as its tooltip, and optional
     named curves of (x, y) on the same axes; a curve named like a point series takes its colour. Either
-    axis can be logarithmic (points with a value <= 0 there are left out); a log axis is labelled at decades."""
+    axis can be logarithmic (points with a value <= 0 there are left out)."""
 
     def shown(p) -> bool:
-        return all(v is not None and (not log or v > 0) for v, log in ((p[0], log_x), (p[1], log_y)))
+        return all(
+            v is not None and math.isfinite(v) and (not log or v > 0) for v, log in ((p[0], log_x), (p[1], log_y))
+        )
 
     dots = {name: [p for p in pts if shown(p)] for name, pts in points.items()}
     paths = {name: [p for p in pts if shown(p)] for name, pts in (curves or {}).items()}
     everything = [p for pts in [*dots.values(), *paths.values()] for p in pts]
     if not everything:
         return ""
-    tx = math.log10 if log_x else float
-    ty = math.log10 if log_y else float
-    x0, x1 = min(tx(p[0]) for p in everything), max(tx(p[0]) for p in everything)
-    y0, y1 = min(ty(p[1]) for p in everything), max(ty(p[1]) for p in everything)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
     names = list(dict.fromkeys([*dots, *paths]))
-    pad_l, pad_b = 58, 34 if x_label else 22
-    legend = _legend_positions(names, pad_l, width)
-    top = legend[-1][1] + 16
-    plot_w, plot_h = width - pad_l - 12, height - pad_b - top - 4
+    show_legend = len(names) > 1 or bool(dots) or not y_label
+    legend = legend_positions(names, 10, width - 10)
+    top = legend[-1][1] + 12 if show_legend else 10
+    x_axis = axis_ticks([p[0] for p in everything], log_x, width - 90)
+    y_axis = axis_ticks([p[1] for p in everything], log_y, height - top - 50, vertical=True)
+    plot = Plot(width, height, x_axis.ticks, y_axis.ticks, x_label, y_label, top=top)
 
-    def px(v: float) -> float:
-        return pad_l + (v - x0) / (x1 - x0) * plot_w
+    def xy(p) -> tuple[float, float]:
+        return plot.x(x_axis.frac(p[0])), plot.y(y_axis.frac(p[1]))
 
-    def py(v: float) -> float:
-        return top + plot_h - (v - y0) / (y1 - y0) * plot_h
-
-    out = [
-        f'<svg class="chart scatter" width="{width}" height="{height}" role="img">'
-        f'<rect x="{pad_l}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>'
-    ]
+    out = [plot.grid()]
     for i, name in enumerate(names):
         color = PALETTE[i % len(PALETTE)]
         if paths.get(name):
-            d = " ".join(
-                f"{'M' if j == 0 else 'L'}{px(tx(x)):.1f},{py(ty(y)):.1f}" for j, (x, y) in enumerate(paths[name])
-            )
-            out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="1.4"/>')
+            d = " ".join(f"{'M' if j == 0 else 'L'}{x:.1f},{y:.1f}" for j, (x, y) in enumerate(map(xy, paths[name])))
+            out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="1.6"/>')
         for p in dots.get(name, []):
-            tip = escape(str(p[2])) if len(p) > 2 else f"{_fmt(p[0])}, {_fmt(p[1])}"
+            tip = escape(str(p[2])) if len(p) > 2 else f"{format_number(p[0])}, {format_number(p[1])}"
+            x, y = xy(p)
+            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.2" fill="{color}"><title>{tip}</title></circle>')
+        if show_legend:
+            lx, ly = legend[i]
             out.append(
-                f'<circle cx="{px(tx(p[0])):.1f}" cy="{py(ty(p[1])):.1f}" r="3.2" fill="{color}"><title>{tip}</title>'
-                "</circle>"
+                f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{color}"/>'
+                f'<text x="{lx + 14}" y="{ly}">{escape(name)}</text>'
             )
-        lx, ly = legend[i]
-        out.append(
-            f'<rect x="{lx}" y="{ly - 8}" width="10" height="10" fill="{color}"/>'
-            f'<text x="{lx + 14}" y="{ly + 1}">{escape(name)}</text>'
-        )
-    for v, label in _ticks(x0, x1, log_x):
-        anchor = "start" if v == x0 else "end" if v == x1 else "middle"
-        out.append(f'<text x="{px(v):.1f}" y="{top + plot_h + 14}" text-anchor="{anchor}">{label}</text>')
-    for v, label in _ticks(y0, y1, log_y):
-        out.append(f'<text x="{pad_l - 4}" y="{py(v) + 4:.1f}" text-anchor="end">{label}</text>')
-    if x_label:
-        out.append(f'<text x="{pad_l + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">{escape(x_label)}</text>')
-    if y_label:
-        mid = top + plot_h / 2
-        out.append(
-            f'<text x="12" y="{mid:.1f}" text-anchor="middle" transform="rotate(-90 12 {mid:.1f})">'
-            f"{escape(y_label)}</text>"
-        )
-    out.append("</svg>")
-    return "".join(out)
+    out.append(plot.axes())
+    return _svg("xy", width, height, "".join(out))

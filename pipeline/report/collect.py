@@ -29,12 +29,14 @@ def collect_stats(run: RunDir) -> dict:
     stages = []
     for stage in record["stages"]:
         paths = [run.shard_stats(stage["name"], sid) for sid in sorted(run.done_shards(stage["name"]))]
-        parts = [json.loads(data) for data in run.fs.cat(paths).values()] if paths else []
+        parts = [json.loads(data) for data in run.read_many(paths).values()]
         merged = merge(parts) if parts else {"stage": stage["name"], "kind": stage["kind"], "shards": []}
         merged["shards_done"] = len(merged.pop("shards"))
         for extra, key in (("clusters.json", "clusters"), ("timing.json", "timing")):
-            if run.exists(run.path(stage["name"], extra)):
+            try:
                 merged[key] = run.read_json(run.path(stage["name"], extra))
+            except FileNotFoundError:
+                pass
         stages.append(merged)
     complete = all(s["shards_done"] == len(shard_ids) for s in stages)
     return {
@@ -43,7 +45,7 @@ def collect_stats(run: RunDir) -> dict:
             "workflow": record["file"],
             "run_dir": run.url,
             "shards": len(shard_ids),
-            "inputs": len({s["path"] for s in record["shards"]}),
+            "inputs": len({p for s in record["shards"] for p in [s["path"], *s.get("also", ())]}),
             "complete": complete,
             "versions": _versions(),
         },

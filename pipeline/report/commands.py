@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--training", action="append", default=[], metavar="DIR", help="a training out_dir to include (repeatable)"
     )
-    p.add_argument("--output", help="where to write the HTML (default: <run>/report.html)")
+    p.add_argument(
+        "--output", help="where to write the HTML (default: <run>/report.html; with --compare <run>/compare-<B>.html)"
+    )
     p.set_defaults(func=report_command)
 
     p = sub.add_parser("sample", help="print documents dropped for one reason, or the members of a dedup cluster")
@@ -80,8 +82,14 @@ def stats_command(args) -> int:
 def report_command(args) -> int:
     from pipeline.report.html import write_report
 
+    run = open_run(args.run)
+    if run.local and os.path.exists(os.path.join(run.url, "ablation.json")):  # an ablation's output: its page
+        from pipeline.report.ablation import write_html
+
+        print(f"report: {write_html(run.url)}")
+        return 0
     compare = open_run(args.compare).url if args.compare else None
-    path = write_report(open_run(args.run).url, compare, args.training, args.output or "")
+    path = write_report(run.url, compare, args.training, args.output or "")
     print(f"report: {path}")
     return 0
 
@@ -95,7 +103,8 @@ def sample_command(args) -> int:
         return _show_cluster(run, args.cluster, args.n, args.chars)
     reasons = known_reasons(load_stats(run))
     if args.reason not in reasons:
-        raise ValueError(f"no document was dropped for {args.reason!r}; reasons in this run: {', '.join(reasons)}")
+        known = ", ".join(reasons) or "none (no document was dropped)"
+        raise ValueError(f"no document was dropped for {args.reason!r}; reasons in this run: {known}")
     docs = sample_rejected(run, args.reason, args.n, args.seed)
     for i, doc in enumerate(docs, 1):
         text = (doc.get("text") or "").strip()
@@ -104,7 +113,7 @@ def sample_command(args) -> int:
         print(f"--- {i}/{len(docs)}  {doc['reason']}  {doc.get('url') or ''}")
         print(f"    id {doc['id']}  from {doc.get('source')} @ {doc.get('offset')}")
         if doc.get("detail"):
-            print(f"    detail: {doc['detail']}")
+            print(f"    why: {doc['detail']}")
         print(shown or "    (no text)")
     return 0
 

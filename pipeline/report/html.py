@@ -5,57 +5,65 @@ Sections: run metadata (workflow, versions, timings, unreadable input and failur
 through every stage, filter and drop reason), filter score histograms with their thresholds, languages,
 document lengths before and after filtering, dedup clusters, tokenizer and shards, training curves of the
 models trained on this run's shards, and sampled rejected documents per reason with the evidence marked.
-``--compare RUN_B`` adds the two funnels side by side. Every number comes from ``stats.json`` (or the
-files named beside it), and the funnel cells carry ``data-stat`` keys so tests can check them.
+``--compare RUN_B`` adds the two funnels side by side and the configuration differences. Every number
+comes from ``stats.json`` (or the files named beside it), and the funnel cells carry ``data-stat`` keys so
+tests can check them. A run that kept nothing renders every section too.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 from collections import Counter
 from html import escape
 
+import fsspec
+
 from pipeline.report import charts
+from pipeline.report.axes import format_number, plural
 from pipeline.report.collect import load_stats
+from pipeline.report.compare import compare_section
+from pipeline.report.page import cell, duration, figure, page, pct, section
 from pipeline.report.samples import samples_by_reason
+from pipeline.report.training import training_section
 from pipeline.rundir import RunDir
 
 SAMPLES_PER_REASON = 3
 SAMPLE_CHARS = 1500
 LENGTH_HISTOGRAMS = ("text_chars_in", "text_chars_kept", "tokens_per_document")
 SECTIONS = ("run", "funnel", "filters", "languages", "lengths", "dedup", "tokenizer", "training", "samples")
-
-STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:0 18px 60px;color:#222}
-h1{margin:18px 0 4px} h2{border-bottom:2px solid #3b6ea5;padding-bottom:3px;margin-top:34px}
-nav a{margin-right:12px} table{border-collapse:collapse;margin:8px 0} .muted{color:#777}
-td,th{padding:2px 10px;text-align:right;border-bottom:1px solid #eee} td:first-child,th:first-child{text-align:left}
-table.meta td{text-align:left} tr.stage td{font-weight:600;background:#f3f6fa}
-tr.reason td:first-child{padding-left:28px;color:#555}
-.grid{display:flex;flex-wrap:wrap;gap:14px} figure{margin:0;border:1px solid #eee;padding:6px}
-figcaption{font-size:12px;color:#444;max-width:420px} svg text{font-size:11px;fill:#333}
-pre.doc{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:8px;max-height:320px;overflow:auto}
-mark.pii{background:#ffd27f} mark.rep{background:#f4b6b6} mark.flag{background:#ff8c8c}
-"""
 SCRIPT = """
 for (const s of document.querySelectorAll('section[data-section]')) {
   if (s.querySelector('svg, table, p, pre')) s.dataset.rendered = '1';
 }
 document.documentElement.dataset.ready = String(document.querySelectorAll('section[data-rendered]').length);
 """
+UNITS = (  # a metric's unit, by the end of its name, for the x axis of its histogram
+    (("_ratio", "_frac"), "fraction"),
+    (("_score",), "score"),
+    (("_words",), "words"),
+    (("_sentences",), "sentences"),
+    (("_length",), "characters"),
+)
 
 
 def write_report(run_url: str, compare: str | None = None, training: list[str] = (), output: str = "") -> str:
-    """Build the report of a run and write it to ``output`` (default ``<run>/report.html``); its path."""
-    html = build_report(run_url, compare, training)
+    """Build the report of a run and write it to ``output``; its path. By default that is
+    ``<run>/report.html``, or ``<run>/compare-<other run's name>.html`` for a comparison, so that a
+    comparison never replaces the run's own report."""
     run = RunDir(run_url)
-    path = output or run.path("report.html")
-    with run.fs.open(path, "w", encoding="utf-8") as f:
-        f.write(html)
-    return path
+    html = build_report(run_url, compare, training)
+    if output:  # a path or URL of its own, on its own filesystem (a local path stays local)
+        with fsspec.open(output, "w", encoding="utf-8") as f:
+            f.write(html)
+        return output
+    name = "report.html"
+    if compare:
+        other = RunDir(compare).read_json(RunDir(compare).path("workflow.json"))["name"]
+        name = f"compare-{re.sub(r'[^A-Za-z0-9._-]+', '_', other)}.html"
+    run.write_bytes(run.path(name), html.encode("utf-8"))
+    return run.full(name)
 
 
 def build_report(run_url: str, compare: str | None = None, training: list[str] = ()) -> str:
@@ -63,41 +71,33 @@ def build_report(run_url: str, compare: str | None = None, training: list[str] =
     run = RunDir(run_url)
     stats = load_stats(run)
     workflow = run.read_json(run.path("workflow.json"))
-    other = load_stats(RunDir(compare)) if compare else None
+    other = None
+    if compare:
+        other_run = RunDir(compare)
+        other = (load_stats(other_run), other_run.read_json(other_run.path("workflow.json")))
     body = [
         _run_section(stats, workflow),
-        _compare_section(stats, other) if other else "",
+        compare_section(stats, other[0], workflow, other[1]) if other else "",
         _funnel_section(stats),
         _filters_section(stats),
         _languages_section(stats),
         _lengths_section(stats),
         _dedup_section(stats, run.url),
-        _tokenizer_section(run, stats),
-        _training_section(run, training),
+        _tokenizer_section(run, stats, workflow),
+        training_section(run, training),
         _samples_section(run, stats),
     ]
     sections = [*SECTIONS[:1], *(["compare"] if other else []), *SECTIONS[1:]]
-    nav = " ".join(f'<a href="#{s}">{s}</a>' for s in sections)
-    title = f"refinery report: {escape(stats['run']['name'])}"
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{STYLE}</style></head><body><h1>{title}</h1><nav>{nav}</nav>{''.join(body)}"
-        f"<script>{SCRIPT}</script></body></html>"
-    )
+    return page(f"refinery report: {stats['run']['name']}", "".join(body), nav=sections, script=SCRIPT)
 
 
-def _section(name: str, title: str, content: str) -> str:
-    return f'<section id="{name}" data-section="{name}"><h2>{escape(title)}</h2>{content}</section>'
-
-
-def _cell(value, key: str | None = None) -> str:
-    attr = f' data-stat="{escape(key)}"' if key else ""
-    text = f"{value:,}" if isinstance(value, int) else escape(str(value))
-    return f"<td{attr}>{text}</td>"
-
-
-def _pct(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"
+def _wall_time(info: dict) -> str:
+    if "wall_s" not in info:
+        return "-"
+    runs = info.get("invocations")
+    if runs is None:
+        return duration(info["wall_s"])
+    return f"{duration(info['wall_s'])} in total over {runs:,} invocation{'' if runs == 1 else 's'} of the run"
 
 
 def _run_section(stats: dict, workflow: dict) -> str:
@@ -107,7 +107,7 @@ def _run_section(stats: dict, workflow: dict) -> str:
         ("run directory", info.get("run_dir", "")),
         ("complete", "yes" if info.get("complete") else "NO: numbers cover the shards done so far"),
         ("input files / shards", f"{info.get('inputs', 0):,} / {info.get('shards', 0):,}"),
-        ("wall time", f"{info['wall_s']:.1f} s" if "wall_s" in info else "-"),
+        ("wall time", _wall_time(info)),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(info.get("versions", {}).items()))),
     ]
     table = "<table class='meta'>" + "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in rows)
@@ -116,7 +116,7 @@ def _run_section(stats: dict, workflow: dict) -> str:
     for stage in stats["stages"]:
         wall = stage.get("timing", {}).get("wall_s")
         timing += (
-            f"<tr><td>{escape(stage['stage'])}</td><td>{escape(stage['kind'])}</td>{_cell(stage.get('shards_done', 0))}"
+            f"<tr><td>{escape(stage['stage'])}</td><td>{escape(stage['kind'])}</td>{cell(stage.get('shards_done', 0))}"
             f"<td>{'-' if wall is None else f'{wall:.2f}'}</td><td>{stage.get('elapsed_s', 0):.2f}</td></tr>"
         )
     timing += "</table>"
@@ -135,21 +135,19 @@ def _run_section(stats: dict, workflow: dict) -> str:
                     f"<li>{escape(stage['stage'])}: <b>{escape(reason)}</b> (a filter raised): {count:,}</li>"
                 )
     issues = f"<ul>{''.join(problems)}</ul>" if problems else "<p>No unreadable input and no filter errors.</p>"
-    return _section(
-        "run", "Run", table + "<h3>Timings</h3>" + timing + "<h3>Failures and skipped records</h3>" + issues
-    )
+    return section("run", "Run", table + "<h3>Timings</h3>" + timing + "<h3>Failures and skipped records</h3>" + issues)
 
 
-def _funnel_rows(stats: dict) -> list[tuple[str, str, int, int | None, str]]:
-    """(css class, label, documents, documents in, data-stat key) per row of the funnel."""
-    rows = []
+def _flow(stats: dict) -> list[tuple[str, int]]:
+    """(label, documents) after every stage and filter, starting with the documents read."""
+    flow = [("documents read", stats["stages"][0].get("docs_in", 0))] if stats["stages"] else []
     for stage in stats["stages"]:
-        name = stage["stage"]
-        rows.append(("stage", f"{name} ({stage['kind']})", stage.get("docs_in", 0), None, f"{name}.docs_in"))
-        for reason, count in sorted(stage.get("dropped", {}).items(), key=lambda kv: (-kv[1], kv[0])):
-            rows.append(("reason", f"dropped {reason}", count, stage.get("docs_in", 0), f"{name}.dropped.{reason}"))
-        rows.append(("kept", "kept", stage.get("docs_kept", 0), stage.get("docs_in", 0), f"{name}.docs_kept"))
-    return rows
+        remaining = stage.get("docs_in", 0)
+        for step in stage.get("steps") or []:
+            remaining -= sum(step["dropped"].values())
+            flow.append((f"{stage['stage']}: after {step['name']}", remaining))
+        flow.append((f"after {stage['stage']}", stage.get("docs_kept", 0)))
+    return flow
 
 
 def _funnel_section(stats: dict) -> str:
@@ -157,100 +155,89 @@ def _funnel_section(stats: dict) -> str:
     for stage in stats["stages"]:
         name, n_in = stage["stage"], stage.get("docs_in", 0)
         table += (
-            f'<tr class="stage"><td>{escape(name)} ({escape(stage["kind"])})</td>{_cell(n_in, f"{name}.docs_in")}'
-            f"<td></td>{_cell(stage.get('bytes_in', 0), f'{name}.bytes_in')}</tr>"
+            f'<tr class="stage"><td>{escape(name)} ({escape(stage["kind"])})</td>{cell(n_in, f"{name}.docs_in")}'
+            f"<td></td>{cell(stage.get('bytes_in', 0), f'{name}.bytes_in')}</tr>"
         )
         for step in stage.get("steps") or []:
             dropped, step_name = sum(step["dropped"].values()), step["name"]
             table += (
                 f'<tr class="reason"><td>filter {escape(step_name)}: in {step["docs_in"]:,}</td>'
-                f"{_cell(dropped, f'{name}.steps.{step_name}.dropped')}"
-                f"<td>{_pct(dropped, step['docs_in'])} of its input</td><td></td></tr>"
+                f"{cell(dropped, f'{name}.steps.{step_name}.dropped')}"
+                f"<td>{pct(dropped, step['docs_in'])} of its input</td><td></td></tr>"
             )
         for reason, count in sorted(stage.get("dropped", {}).items(), key=lambda kv: (-kv[1], kv[0])):
             table += (
-                f'<tr class="reason"><td>dropped {escape(reason)}</td>{_cell(count, f"{name}.dropped.{reason}")}'
-                f"<td>{_pct(count, n_in)}</td><td></td></tr>"
+                f'<tr class="reason"><td>dropped {escape(reason)}</td>{cell(count, f"{name}.dropped.{reason}")}'
+                f"<td>{pct(count, n_in)}</td><td></td></tr>"
             )
         kept = stage.get("docs_kept", 0)
         table += (
-            f"<tr><td>kept</td>{_cell(kept, f'{name}.docs_kept')}<td>{_pct(kept, n_in)}</td>"
-            f"{_cell(stage.get('bytes_kept', 0), f'{name}.bytes_kept')}</tr>"
+            f"<tr><td>kept</td>{cell(kept, f'{name}.docs_kept')}<td>{pct(kept, n_in)}</td>"
+            f"{cell(stage.get('bytes_kept', 0), f'{name}.bytes_kept')}</tr>"
         )
         if stage["kind"] == "tokenize" and stage.get("events", {}).get("tokens"):
             table += (
-                f"<tr><td>tokens</td>{_cell(stage['events']['tokens'], f'{name}.events.tokens')}<td></td><td></td></tr>"
+                f"<tr><td>tokens</td>{cell(stage['events']['tokens'], f'{name}.events.tokens')}<td></td><td></td></tr>"
             )
     table += "</table>"
-    flow = [("input", stats["stages"][0].get("docs_in", 0))] if stats["stages"] else []
-    for stage in stats["stages"]:
-        remaining = stage.get("docs_in", 0)
-        for step in stage.get("steps") or []:
-            remaining -= sum(step["dropped"].values())
-            flow.append((f"{stage['stage']}: after {step['name']}", remaining))
-        flow.append((f"after {stage['stage']}", stage.get("docs_kept", 0)))
-    return _section("funnel", "Funnel", charts.bars(flow, unit=" docs") + table)
+    flow = _flow(stats)
+    read = flow[0][1] if flow else 0
+    items = [(label, n) for label, n in flow]
+    chart = charts.bars(items, unit="docs", share_of=read)
+    caption = "Documents remaining after each stage and filter (share of the documents read)."
+    if not read:
+        records = stats["stages"][0].get("records", {}) if stats["stages"] else {}
+        found = ", ".join(f"{kind} {count:,}" for kind, count in sorted(records.items())) or "none"
+        caption = f"No document was read. Records in the input: {found}; none that extraction turns into a document."
+    return section("funnel", "Funnel", figure(chart, escape(caption), "full") + table)
 
 
-def _compare_section(a: dict, b: dict) -> str:
-    keys: dict[str, tuple] = {}
-    for side, stats in (("a", a), ("b", b)):
-        for cls, label, count, _, key in _funnel_rows(stats):
-            keys.setdefault(key, [cls, label, None, None])[2 if side == "a" else 3] = count
-    table = (
-        f"<table><tr><th></th><th>{escape(a['run']['name'])}</th><th>{escape(b['run']['name'])}</th>"
-        "<th>difference</th></tr>"
-    )
-    for cls, label, x, y in keys.values():
-        diff = "" if x is None or y is None else f"{y - x:+,}"
-        table += (
-            f'<tr class="{cls}"><td>{escape(label)}</td><td>{"-" if x is None else f"{x:,}"}</td>'
-            f"<td>{'-' if y is None else f'{y:,}'}</td><td>{diff}</td></tr>"
-        )
-    table += "</table>"
-    intro = f"<p>Funnels side by side: <b>{escape(a['run']['name'])}</b> and <b>{escape(b['run']['name'])}</b>.</p>"
-    return _section("compare", "Comparison", intro + table)
+def metric_unit(name: str) -> str:
+    """The unit of a filter metric, guessed from its name ("" when unknown)."""
+    return next((unit for ends, unit in UNITS if name.endswith(ends)), "")
 
 
-def _figure(name: str, hist: dict, note: str = "") -> str:
-    mean = hist["sum"] / hist["n"] if hist["n"] else 0.0
-    keep = hist.get("keep")
-    bounds = ""
-    if keep:
-        lo, hi = keep
-        bounds = (
-            " keep " + (f"≥ {lo:g}" if lo is not None else "") + (" and " if lo is not None and hi is not None else "")
-        )
-        bounds += f"≤ {hi:g}" if hi is not None else ""
+def _figure(name: str, hist: dict, x_label: str = "", y_label: str = "documents") -> str:
+    """A histogram with a caption: its documents, mean, range and keep range; a note when it is empty."""
+    if not hist.get("n"):
+        return f"<figure><figcaption><b>{escape(name)}</b>: no documents.</figcaption></figure>"
+    mean = hist["sum"] / hist["n"]
+    lo, hi = hist.get("keep") or (None, None)
+    bounds = [f"≥ {format_number(lo)}"] if lo is not None else []
+    bounds += [f"≤ {format_number(hi)}"] if hi is not None else []
+    unit = metric_unit(name)
+    chart = charts.histogram(hist, x_label=x_label or (f"{name} ({unit})" if unit else name), y_label=y_label)
     caption = (
-        f"<b>{escape(name)}</b>: {hist['n']:,} documents, mean {mean:.3g}, min {hist['min']:.3g}, max {hist['max']:.3g}"
+        f"<b>{escape(name)}</b>: {escape(plural(hist['n'], y_label))}, mean {format_number(mean)}, "
+        f"min {format_number(hist['min'])}, max {format_number(hist['max'])}"
+        + (f"; keep {escape(' and '.join(bounds))}" if bounds else "")
     )
-    return f"<figure>{charts.histogram(hist)}<figcaption>{caption}{escape(bounds)} {note}</figcaption></figure>"
+    return figure(chart, caption)
 
 
 def _filters_section(stats: dict) -> str:
     parts = []
     for stage in stats["stages"]:
-        metrics = {k: h for k, h in stage.get("histograms", {}).items() if h["n"] and k not in LENGTH_HISTOGRAMS}
-        if not metrics or stage["kind"] in ("extract", "tokenize"):
+        if stage["kind"] in ("extract", "tokenize") or not (stage.get("steps") or stage["kind"] == "filter"):
             continue
+        metrics = {k: h for k, h in stage.get("histograms", {}).items() if h["n"] and k not in LENGTH_HISTOGRAMS}
         steps = "".join(
-            f"<tr><td>{escape(s['name'])}</td>{_cell(s['docs_in'])}{_cell(sum(s['dropped'].values()))}"
-            f"<td>{_pct(s['docs_in'] - sum(s['dropped'].values()), s['docs_in'])}</td></tr>"
+            f"<tr><td>{escape(s['name'])}</td>{cell(s['docs_in'])}{cell(sum(s['dropped'].values()))}"
+            f"<td>{pct(s['docs_in'] - sum(s['dropped'].values()), s['docs_in'])}</td></tr>"
             for s in stage.get("steps") or []
         )
         table = (
             f"<table><tr><th>filter</th><th>in</th><th>dropped</th><th>kept</th></tr>{steps}</table>" if steps else ""
         )
         figures = "".join(_figure(k, h) for k, h in sorted(metrics.items()))
-        parts.append(
-            f"<h3>{escape(stage['stage'])} ({escape(stage['kind'])})</h3>{table}<div class='grid'>{figures}</div>"
-        )
+        shown = f"<div class='grid'>{figures}</div>" if figures else "<p>No document reached these filters.</p>"
+        parts.append(f"<h3>{escape(stage['stage'])} ({escape(stage['kind'])})</h3>{table}{shown}")
     intro = (
-        "<p>Scores of every document that reached the rule, with the kept range's bounds as red lines and the "
-        "bins outside it in orange. A document stops at the first rule it fails, so later rules see fewer.</p>"
+        "<p>Scores of every document that reached the rule, with the kept range's bounds as red dashed lines and "
+        "the bins outside it in orange; each axis spans the bins that hold documents (and the bounds). A document "
+        "stops at the first rule it fails, so later rules see fewer.</p>"
     )
-    return _section("filters", "Filters and scores", intro + ("".join(parts) or "<p>No scored filter in this run.</p>"))
+    return section("filters", "Filters and scores", intro + ("".join(parts) or "<p>No filter stage in this run.</p>"))
 
 
 def _languages_section(stats: dict) -> str:
@@ -260,22 +247,28 @@ def _languages_section(stats: dict) -> str:
         if counts:
             break  # the first stage that labels languages saw them all
     if not counts:
-        return _section("languages", "Languages", "<p>No language filter in this run.</p>")
+        return section("languages", "Languages", "<p>No document was labelled with a language in this run.</p>")
     top = counts.most_common(25)
     rest = sum(counts.values()) - sum(c for _, c in top)
     items = [(lang or "(none)", c) for lang, c in top] + ([("other", rest)] if rest else [])
-    return _section("languages", "Languages (lid.176 top label, documents)", charts.bars(items))
+    chart = charts.bars(items, unit="docs", share_of=sum(counts.values()))
+    caption = "Documents per language (lid.176's top label), with their share of the documents labelled."
+    return section("languages", "Languages", figure(chart, escape(caption), "full"))
 
 
 def _lengths_section(stats: dict) -> str:
     stages = [s for s in stats["stages"] if s["kind"] != "tokenize" and s.get("histograms", {}).get("text_chars_kept")]
-    if not stages:
-        return _section("lengths", "Document length", "<p>No documents.</p>")
+    if not stages or not any(s["histograms"]["text_chars_kept"]["n"] for s in stages):
+        return section("lengths", "Document length", "<p>No document was kept by any stage.</p>")
     first, last = stages[0], stages[-1]
-    figures = _figure(f"characters after {first['stage']} (before filtering)", first["histograms"]["text_chars_kept"])
+    figures = _figure(
+        f"after {first['stage']} (before filtering)", first["histograms"]["text_chars_kept"], "characters per document"
+    )
     if last is not first:
-        figures += _figure(f"characters after {last['stage']} (the result)", last["histograms"]["text_chars_kept"])
-    return _section("lengths", "Document length", f"<div class='grid'>{figures}</div>")
+        figures += _figure(
+            f"after {last['stage']} (the result)", last["histograms"]["text_chars_kept"], "characters per document"
+        )
+    return section("lengths", "Document length", f"<div class='grid'>{figures}</div>")
 
 
 def sample_command(run_url: str, *args: str) -> str:
@@ -283,12 +276,15 @@ def sample_command(run_url: str, *args: str) -> str:
     return shlex.join(["refinery", "sample", run_url, *args])
 
 
+SPAN_DEDUP_KINDS = ("line_dedup", "paragraph_dedup", "sentence_dedup")  # remove parts of documents
+
+
 def _dedup_section(stats: dict, run_url: str) -> str:
     parts = []
     for stage in stats["stages"]:
         clusters = stage.get("clusters")
         removed = sum(stage.get("dropped", {}).values())
-        if not clusters and stage["kind"] != "line_dedup":
+        if not clusters and stage["kind"] not in SPAN_DEDUP_KINDS:
             continue
         line = f"<p>{escape(stage['stage'])} ({escape(stage['kind'])}): {removed:,} documents removed"
         if clusters:
@@ -298,26 +294,29 @@ def _dedup_section(stats: dict, run_url: str) -> str:
             line += f"; {clusters['clusters']:,} clusters holding {clusters['documents_in_clusters']:,} documents"
             line += f"; {pairs}" if pairs else ""
         events = stage.get("events", {})
-        if events.get("lines_removed"):
-            line += f"; {events['lines_removed']:,} lines removed"
+        for unit in ("lines", "paragraphs", "sentences"):
+            if events.get(f"{unit}_removed"):
+                line += f"; {events[f'{unit}_removed']:,} {unit} removed"
         parts.append(line + "</p>")
         hist = stage.get("histograms", {}).get(f"{stage['kind']}_cluster_size")
         if hist and hist["n"]:
-            parts.append(f"<div class='grid'>{_figure('cluster size (documents)', hist)}</div>")
+            parts.append(
+                f"<div class='grid'>{_figure('cluster size', hist, 'documents per cluster', 'clusters')}</div>"
+            )
         if clusters and clusters.get("largest"):
             rows = "".join(
-                f"<tr><td><code>{escape(c['cluster'])}</code></td>{_cell(c['size'])}"
+                f"<tr><td><code>{escape(c['cluster'])}</code></td>{cell(c['size'])}"
                 f"<td><code>{escape(sample_command(run_url, '--cluster', c['cluster']))}</code></td></tr>"
                 for c in clusters["largest"][:10]
             )
             parts.append(f"<table><tr><th>largest clusters</th><th>documents</th><th>see them</th></tr>{rows}</table>")
-    return _section("dedup", "Deduplication", "".join(parts) or "<p>No dedup stage in this run.</p>")
+    return section("dedup", "Deduplication", "".join(parts) or "<p>No dedup stage in this run.</p>")
 
 
-def _tokenizer_section(run: RunDir, stats: dict) -> str:
+def _tokenizer_section(run: RunDir, stats: dict, workflow: dict) -> str:
     stage = next((s for s in stats["stages"] if s["kind"] == "tokenize"), None)
     if stage is None:
-        return _section("tokenizer", "Tokenizer and shards", "<p>No tokenize stage in this run.</p>")
+        return section("tokenizer", "Tokenizer and shards", "<p>No tokenize stage in this run.</p>")
     tokens = stage.get("events", {}).get("tokens", 0)
     text = f"<p>{tokens:,} tokens from {stage.get('bytes_in', 0):,} bytes of text"
     text += f": <b>{stage['bytes_in'] / tokens:.2f} bytes per token</b> (EOS included)" if tokens else ""
@@ -328,82 +327,47 @@ def _tokenizer_section(run: RunDir, stats: dict) -> str:
     folder = run.path(stage["stage"], "shards")
     headers = []
     if run.fs.exists(folder):
-        headers = [run.read_json(p) for p in sorted(run.fs.ls(folder, detail=False)) if p.endswith(".json")]
+        paths = sorted(p for p in run.fs.ls(folder, detail=False) if p.endswith(".json"))
+        headers = [(os.path.basename(p)[: -len(".json")], run.read_json(p)) for p in paths]
+    sources = {s["id"]: s for s in workflow.get("shards", [])}
     rows = "".join(
-        f"<tr><td>{i}</td>{_cell(h.get('documents', 0))}{_cell(h.get('tokens', 0))}"
-        f"<td>{escape(h.get('dtype', ''))}</td></tr>"
-        for i, h in enumerate(headers)
+        f"<tr><td><code>{escape(shard)}</code></td><td class='text'>{escape(_source(sources.get(shard)))}</td>"
+        f"{cell(h.get('documents', 0))}{cell(h.get('tokens', 0))}<td>{escape(h.get('dtype', ''))}</td></tr>"
+        for shard, h in headers
     )
     total = (
-        f"<tr class='stage'><td>total</td>{_cell(sum(h.get('documents', 0) for h in headers))}"
-        f"{_cell(sum(h.get('tokens', 0) for h in headers))}<td></td></tr>"
+        f"<tr class='stage'><td>total</td><td>{len(headers):,} shards</td>"
+        f"{cell(sum(h.get('documents', 0) for _, h in headers))}{cell(sum(h.get('tokens', 0) for _, h in headers))}"
+        "<td></td></tr>"
     )
-    table = f"<table><tr><th>shard</th><th>documents</th><th>tokens</th><th>dtype</th></tr>{rows}{total}</table>"
+    table = (
+        "<table><tr><th>shard</th><th class='text'>input</th><th>documents</th><th>tokens</th><th>dtype</th></tr>"
+        f"{rows}{total}</table>"
+    )
     hist = stage.get("histograms", {}).get("tokens_per_document")
-    figure = f"<div class='grid'>{_figure('tokens per document', hist)}</div>" if hist and hist.get("n") else ""
-    return _section("tokenizer", "Tokenizer and shards", text + figure + table)
+    plot = f"<div class='grid'>{_figure('tokens per document', hist, 'tokens per document')}</div>" if hist else ""
+    return section("tokenizer", "Tokenizer and shards", text + plot + table)
 
 
-def linked_training_runs(run: RunDir) -> list[str]:
-    """Training output folders inside the run (a workflow's ``[train]`` and ``[sft]``) or next to it (siblings
-    of its directory) whose tokenizer is this run's."""
-    if "://" in run.url:
-        return []
-    root = os.path.abspath(run.url)
-    candidates = [os.path.join(root, n) for n in sorted(os.listdir(root))]
-    candidates += [os.path.join(os.path.dirname(root), n) for n in sorted(os.listdir(os.path.dirname(root)))]
-    found = []
-    for folder in candidates:
-        path = os.path.join(folder, "training.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                tokenizer = json.load(f).get("tokenizer_dir") or ""
-            if os.path.abspath(tokenizer).startswith(root + os.sep):
-                found.append(folder)
-    return found
-
-
-def _training_section(run: RunDir, extra: list[str]) -> str:
-    folders = list(dict.fromkeys([*linked_training_runs(run), *extra]))
-    parts = []
-    for folder in folders:
-        metrics_path = os.path.join(folder, "metrics.jsonl")
-        if not os.path.exists(metrics_path):
-            continue
-        with open(metrics_path) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        info = {}
-        if os.path.exists(os.path.join(folder, "training.json")):
-            with open(os.path.join(folder, "training.json")) as f:
-                info = json.load(f)
-        train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-        valid = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
-        plots = charts.lines({"training loss": train, "validation loss": valid})
-        plots += charts.lines({"learning rate": [(r["step"], r.get("lr")) for r in rows if "lr" in r]}, height=140)
-        speed = [(r["step"], r["tokens_per_s"]) for r in rows if "tokens_per_s" in r]
-        plots += charts.lines({"tokens/s": speed}, height=140) if speed else ""
-        scored = [(r["step"], r["val_exact_match"]) for r in rows if "val_exact_match" in r]
-        plots += charts.lines({"held-out exact match": scored}, height=160) if scored else ""
-        last = rows[-1] if rows else {}
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
-        kind = info.get("kind", "training")
-        parts.append(
-            f"<h3>{escape(kind)}: <code>{escape(folder)}</code></h3><p>last logged: step {last.get('step')}, "
-            f"{escape(summary)}</p>{plots}"
-        )
-    if not parts:
-        parts = [
-            "<p>No model has been trained on this run's shards yet (refinery train; its out_dir is linked "
-            "when it sits next to the run directory, or pass --training DIR).</p>"
-        ]
-    return _section("training", "Training", "".join(parts))
+def _source(shard: dict | None) -> str:
+    """The input file and byte range a shard was read from (and how many small files it read with it)."""
+    if not shard:
+        return ""
+    where = os.path.basename(shard["path"])
+    if shard.get("start") or shard.get("end") is not None:
+        end = "end" if shard.get("end") is None else f"{shard['end']:,}"
+        where += f" bytes {shard.get('start') or 0:,}-{end}"
+    if shard.get("also"):
+        where += f" and {len(shard['also'])} more file{'s' if len(shard['also']) > 1 else ''}"
+    return where
 
 
 _PII = re.compile(r"\|\|\|[A-Z_]+\|\|\|")
 
 
 def highlight(text: str, reason: str, detail: str) -> str:
-    """Escaped ``text`` with the evidence for ``reason`` marked: PII masks, repeated lines, flagged words."""
+    """Escaped ``text`` with the evidence for ``reason`` marked: PII masks, repeated lines, the flagged word
+    or line named in ``detail``."""
     marks: list[tuple[int, int, str]] = [(m.start(), m.end(), "pii") for m in _PII.finditer(text)]
     if "repetition" in reason or "dup" in reason:
         lines = text.split("\n")
@@ -413,9 +377,7 @@ def highlight(text: str, reason: str, detail: str) -> str:
             if line.strip() in repeated:
                 marks.append((pos, pos + len(line), "rep"))
             pos += len(line) + 1
-    flagged = re.search(r"bad word: (.+)$", detail or "") or re.search(
-        r"most toxic line \([^)]*\): (.+)$", detail or ""
-    )
+    flagged = re.search(r"(?:bad word|most toxic line \([^)]*\)|in line): (.+)$", detail or "")
     if flagged:
         needle = flagged.group(1).strip()[:200]
         for m in re.finditer(re.escape(needle), text, flags=re.IGNORECASE):
@@ -431,6 +393,9 @@ def highlight(text: str, reason: str, detail: str) -> str:
 
 def _samples_section(run: RunDir, stats: dict) -> str:
     samples = samples_by_reason(run, SAMPLES_PER_REASON)
+    dropped = Counter()
+    for stage in stats["stages"]:
+        dropped.update(stage.get("dropped", {}))
     parts = []
     for reason in sorted(samples):
         docs = samples[reason]
@@ -440,19 +405,20 @@ def _samples_section(run: RunDir, stats: dict) -> str:
             more = len(doc.get("text") or "") - len(text)
             detail = doc.get("detail") or ""
             items.append(
-                f"<p class='muted'>{escape(doc.get('url') or '')} <code>{escape(doc.get('id') or '')}</code>"
-                f"{(' &mdash; ' + escape(detail)) if detail else ''}</p>"
-                f"<pre class='doc'>{highlight(text, reason, detail)}"
+                f"<p class='muted'>{escape(doc.get('url') or '')} <code>{escape(doc.get('id') or '')}</code></p>"
+                + (f"<p class='evidence'>why: {escape(detail)}</p>" if detail else "")
+                + f"<pre class='doc'>{highlight(text, reason, detail)}"
                 f"{f' [... {more:,} more characters]' if more > 0 else ''}</pre>"
             )
         parts.append(
-            f"<details><summary><b>{escape(reason)}</b> ({len(docs)} shown)</summary>{''.join(items)}</details>"
+            f"<details><summary><b>{escape(reason)}</b> ({plural(dropped[reason], 'documents')} dropped, "
+            f"{len(docs)} shown)</summary>{''.join(items)}</details>"
         )
     intro = (
         "<p>A few documents per drop reason (sampled uniformly; "
         f"<code>{escape(sample_command(run.url))} --reason R</code> "
-        "shows more). "
+        "shows more), each with what dropped it: the rule's metric against its threshold, or the evidence. "
         "Marked: <mark class='pii'>masked PII</mark>, <mark class='rep'>repeated lines</mark>, "
         "<mark class='flag'>flagged words or lines</mark>.</p>"
     )
-    return _section("samples", "Rejected documents", intro + ("".join(parts) or "<p>Nothing was rejected.</p>"))
+    return section("samples", "Rejected documents", intro + ("".join(parts) or "<p>Nothing was rejected.</p>"))

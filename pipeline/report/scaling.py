@@ -17,7 +17,8 @@ body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1000px;padding:
 h2{border-bottom:2px solid #3b6ea5;padding-bottom:3px;margin-top:30px} table{border-collapse:collapse;margin:8px 0}
 td,th{padding:2px 10px;text-align:right;border-bottom:1px solid #eee} td:first-child,th:first-child{text-align:left}
 figure{margin:10px 0;border:1px solid #eee;padding:6px} figcaption{font-size:12px;color:#444}
-svg text{font-size:11px;fill:#333} .muted{color:#777}
+svg.chart{display:block;width:100%;height:auto;max-width:800px} svg.chart text{font-size:11px;fill:#333}
+.muted{color:#777}
 """
 
 

@@ -10,15 +10,15 @@ directly, and global stages get their executor from :class:`GlobalContext`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.documents import document_schema, load_documents, write_documents
+from pipeline.documents import document_schema, load_column, load_documents, write_documents
 from pipeline.engine.executor import Executor
 from pipeline.inputs import Shard
 from pipeline.rundir import RunDir
@@ -34,6 +34,7 @@ class ShardContext:
     shard: Shard
     on_error: str = "skip"
     max_record_bytes: int = 1 << 26
+    max_document_bytes: int = 8 << 20
 
 
 class Stage:
@@ -62,6 +63,10 @@ class GlobalContext:
     upstream: str
     executor: Executor
     columns: list[pa.Field]
+    _upstream_stats: list[dict] | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:  # tasks read what they need themselves; the cache stays in the driver
+        return {**self.__dict__, "_upstream_stats": None}
 
     def documents(self, index: int) -> list[dict]:
         """The input documents of shard ``index``."""
@@ -69,12 +74,19 @@ class GlobalContext:
 
     def column(self, index: int, name: str) -> list:
         """One column of the input documents of shard ``index``."""
-        with self.run.open(self.run.kept(self.upstream, self.shards[index].id)) as f:
-            return pq.read_table(f, columns=[name]).column(name).to_pylist()
+        return load_column(self.run, self.run.kept(self.upstream, self.shards[index].id), name)
+
+    def upstream_stats(self) -> list[dict]:
+        """The upstream stage's statistics of every shard, in shard order (read at once, then kept)."""
+        if self._upstream_stats is None:
+            paths = [self.run.shard_stats(self.upstream, s.id) for s in self.shards]
+            data = self.run.read_many(paths)
+            self._upstream_stats = [json.loads(data[p]) for p in paths]
+        return self._upstream_stats
 
     def input_size(self) -> int:
         """Documents in the input (from the upstream stage's statistics)."""
-        return sum(self.run.read_json(self.run.shard_stats(self.upstream, s.id))["docs_kept"] for s in self.shards)
+        return sum(s["docs_kept"] for s in self.upstream_stats())
 
     def partitions(self, docs_per_partition: int) -> int:
         """How many partitions the shuffles of this stage use: fixed by the input size, not the workers."""
@@ -125,7 +137,7 @@ def process_shard(
     fields = fields or output_fields(stages)
     done = list(done)
     for i in range(len(stages) - 1, 0, -1):  # a stage to run needs its input: redo the stage before if it is gone
-        if not done[i] and done[i - 1] and not run.exists(run.kept(stages[i - 1].name, shard.id)):
+        if not done[i] and done[i - 1] and _input_lost(run, stages[i - 1].name, shard.id):
             done[i - 1] = False
     docs: list[dict] | None = None
     summary = {}
@@ -143,6 +155,11 @@ def process_shard(
         summary[stage.name] = (stats.docs_in, stats.docs_kept)
         docs = kept
     return summary
+
+
+def _input_lost(run: RunDir, stage: str, shard: str) -> bool:
+    """Whether ``stage`` kept documents of ``shard`` whose file is gone (no documents: no file)."""
+    return not run.exists(run.kept(stage, shard)) and run.read_json(run.shard_stats(stage, shard))["docs_kept"] > 0
 
 
 def write_shard_outputs(

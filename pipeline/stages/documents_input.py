@@ -51,16 +51,27 @@ class DocumentsStage(Stage):
 
     def run(self, ctx, docs):
         stats = StageStats(self.name, self.kind, ctx.shard.id)
-        docs = []
-        for item in read_items(ctx.shard.path):
+        kept, rejected = [], []
+        for path, _, _ in ctx.shard.parts():
+            self._read(ctx, path, stats, kept, rejected)
+        return kept, rejected, stats
+
+    def _read(self, ctx, path, stats, kept, rejected) -> None:
+        for item in read_items(path, max_document_bytes=ctx.max_document_bytes):
             if isinstance(item, ReadIssue):
-                stats.issue(item.reason, ctx.shard.path, item.offset, item.detail)
-                log.warning("%s @%d: %s (%s)", ctx.shard.path, item.offset, item.reason, item.detail)
+                stats.issue(item.reason, path, item.offset, item.detail)
+                log.warning("%s @%d: %s (%s)", path, item.offset, item.reason, item.detail)
                 continue
             doc = item.doc
             doc.pop("reason", None)
-            doc.pop("detail", None)
+            if item.reason is None:
+                doc.pop("detail", None)
             stats.document_in(item.size, len(doc["text"]))
-            stats.document_kept(doc["text"])
-            docs.append(doc)
-        return docs, [], stats
+            if item.reason is None:
+                stats.document_kept(doc["text"])
+                kept.append(doc)
+            else:
+                doc["reason"] = f"{self.name}.{item.reason}"
+                stats.document_dropped(doc["reason"])
+                log.warning("%s: skipped %s (%s)", path, doc.get("id"), doc.get("detail"))
+                rejected.append(doc)

@@ -18,12 +18,23 @@ from pipeline.stats import StageStats
 log = logging.getLogger("refinery")
 
 # skips that point at damaged or unusual input: logged as warnings (the routine ones only counted)
-NOTABLE_SKIPS = frozenset({"binary_payload", "payload_too_large", "html_error", "unparseable_http", "error"})
+NOTABLE_SKIPS = frozenset(
+    {
+        "document_too_large",
+        "binary_payload",
+        "payload_too_large",
+        "html_error",
+        "unparseable_http",
+        "nesting_too_deep",
+        "extract_timeout",
+        "error",
+    }
+)
 
 
 @dataclass
 class ExtractStage(Stage):
-    """WARC / WET records of the shard's byte range to documents."""
+    """WARC / WET records of the shard's byte range (and of the small files read with it) to documents."""
 
     kind: ClassVar[str] = "extract"
     name: str
@@ -35,21 +46,26 @@ class ExtractStage(Stage):
         return cls(name=table.get("name", cls.kind), extractor=extractor)
 
     def run(self, ctx, docs):
-        shard = ctx.shard
-        stats = StageStats(self.name, self.kind, shard.id)
+        stats = StageStats(self.name, self.kind, ctx.shard.id)
         kept, rejected = [], []
+        for path, start, end in ctx.shard.parts():
+            self._read(ctx, path, start, end, stats, kept, rejected)
+        return kept, rejected, stats
+
+    def _read(self, ctx, path, start, end, stats, kept, rejected) -> None:
         items = read_items(
-            shard.path,
-            shard.start,
-            shard.end,
+            path,
+            start,
+            end,
             extractor=self.extractor,
             max_record_bytes=ctx.max_record_bytes,
+            max_document_bytes=ctx.max_document_bytes,
             on_error=ctx.on_error,
         )
         for item in items:
             if isinstance(item, ReadIssue):
-                stats.issue(item.reason, shard.path, item.offset, item.detail)
-                log.warning("%s @%d: %s (%s)", shard.path, item.offset, item.reason, item.detail)
+                stats.issue(item.reason, path, item.offset, item.detail)
+                log.warning("%s @%d: %s (%s)", path, item.offset, item.reason, item.detail)
                 continue
             stats.records[item.record_type] += 1
             if item.doc is None:
@@ -64,5 +80,4 @@ class ExtractStage(Stage):
             stats.document_dropped(doc["reason"])
             rejected.append(doc)
             level = logging.WARNING if item.reason in NOTABLE_SKIPS else logging.DEBUG
-            log.log(level, "%s @%d: skipped %s (%s)", shard.path, doc["offset"], doc["url"], doc["reason"])
-        return kept, rejected, stats
+            log.log(level, "%s @%d: skipped %s (%s)", path, doc["offset"], doc["url"], doc["reason"])

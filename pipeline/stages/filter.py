@@ -1,6 +1,7 @@
 """``filter``: the document filters of :mod:`filters` applied in order (each a ``[[stages.filters]]`` table,
 its ``kind`` a key of :data:`filters.registry.FILTERS`); the first that drops a document gives its reason
-``<filter name>.<rule>``. The stage, not the filter, counts verdicts and records every metric's histogram.
+``<filter name>.<rule>`` and, as its ``detail``, the filter's evidence (the metric against the threshold it
+failed). The stage, not the filter, counts verdicts and records every metric's histogram.
 """
 
 from __future__ import annotations
@@ -88,8 +89,11 @@ class FilterStage(Stage):
                     if value is not None:
                         stats.observe(metric, value)
                 for label in labels:
-                    stats.count_label(label, doc.get(label) or "")
+                    if doc.get(label) is not None:  # a label the filter left unset is not a value
+                        stats.count_label(label, doc[label])
                 if rule is not None:
+                    if not doc.get("detail"):
+                        doc["detail"] = step.filter.evidence(rule, doc)
                     reason = f"{step.name}.{rule}"
                     stats.document_dropped(reason, step.name)
                     break
@@ -105,11 +109,12 @@ class FilterStage(Stage):
     def _apply(step: Step, doc: dict, events, metrics, ctx) -> str | None:
         for metric in metrics:  # values from an earlier run of the same filter must not linger
             doc[metric.name] = None
+        doc.pop("detail", None)  # nor evidence a filter left on a document it kept
         try:
             return step.filter.apply(doc, events)
         except Exception as exc:
             if ctx.on_error == "raise":
                 raise
-            log.exception("%s: filter %s failed on %s", ctx.shard.path, step.name, doc.get("id"))
+            log.exception("%s: filter %s failed on %s", ctx.shard.describe(), step.name, doc.get("id"))
             doc["detail"] = f"{type(exc).__name__}: {exc}"
             return "error"

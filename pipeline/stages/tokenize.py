@@ -15,6 +15,8 @@ the shards in ``<run>/<stage>/shards/<shard>.{bin,idx,json}``.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import tempfile
 from collections import Counter
@@ -23,6 +25,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
 
 from filters.base import Metric, log_bins
 from pipeline.engine.phases import Work
@@ -35,9 +38,11 @@ from tokenizer.errors import invalid, require
 from tokenizer.shards import ShardWriter
 from tokenizer.train import count_pretokens, train_from_counts
 
+log = logging.getLogger("refinery")
 COUNTS = pa.schema([("pretoken", pa.string()), ("count", pa.int64())])
 TOKENS_PER_DOC = Metric("tokens_per_document", log_bins(1, 1e6, 30), integer=True)
 EOT = "<|endoftext|>"
+COUNT_FILES_PER_FETCH = 64  # pre-token count files fetched at once by the training task (memory: 64 of them)
 
 
 @dataclass(kw_only=True)
@@ -59,6 +64,9 @@ class TokenizeOptions:
             )
         elif "://" not in self.tokenizer and not os.path.isdir(self.tokenizer):
             raise invalid("tokenizer", f"no such tokenizer directory: {self.tokenizer}")
+        require(all(self.special_tokens), "special_tokens", "must not hold an empty string")
+        duplicates = sorted({t for t in self.special_tokens if self.special_tokens.count(t) > 1})
+        require(not duplicates, "special_tokens", f"each token once; listed twice: {', '.join(duplicates)}")
         require(self.eos_token in self.special_tokens, "eos_token", "must be one of special_tokens")
         require(self.train_bytes > 0, "train_bytes", "must be > 0")
 
@@ -73,7 +81,7 @@ class TokenizeStage(GlobalStage):
     options_type: ClassVar[type] = TokenizeOptions
 
     def tokenizer_dir(self, run: RunDir) -> str:
-        return self.options.tokenizer or run.path(self.name, "tokenizer")
+        return self.options.tokenizer or run.full(self.name, "tokenizer")
 
     def run_global(self, ctx: GlobalContext) -> None:
         work = Work(ctx.run, self.name, ctx.executor)
@@ -81,16 +89,19 @@ class TokenizeStage(GlobalStage):
             quotas = _training_quotas(ctx, int(self.options.train_bytes))
             calls = [(s, quotas[s], work.part("pretokens", s)) for s in range(len(ctx.shards))]
             work.phase("pretokens", _count_shard, calls, shared=(ctx, self.options))
-            work.phase("train", _train, [(work.parts("pretokens", len(ctx.shards)),)], shared=(ctx, self))
-        work.phase("encode", _encode_shards, [(s,) for s in range(len(ctx.shards))], shared=(ctx, self), mark=False)
+            [trained] = work.phase("train", _train, [(work.parts("pretokens", len(ctx.shards)),)], shared=(ctx, self))
+            if trained is None:
+                log.warning("%s: the corpus is empty: no tokenizer trained, no token shards written", self.name)
+        done = ctx.run.done_shards(self.name)  # resuming: shards encoded before are not redone
+        todo = [(s,) for s, shard in enumerate(ctx.shards) if shard.id not in done]
+        work.phase("encode", _encode_shards, todo, shared=(ctx, self), mark=False)
 
 
 def _training_quotas(ctx: GlobalContext, budget: int) -> list[int]:
     """Bytes of text each shard contributes to training: the corpus's first ``budget`` bytes, in input order."""
     quotas = []
-    for shard in ctx.shards:
-        size = ctx.run.read_json(ctx.run.shard_stats(ctx.upstream, shard.id))["bytes_kept"]
-        quotas.append(min(size, budget))
+    for stats in ctx.upstream_stats():
+        quotas.append(min(stats["bytes_kept"], budget))
         budget -= quotas[-1]
     return quotas
 
@@ -107,23 +118,23 @@ def _count_shard(shared, s: int, quota: int, out: str) -> int:
             used += len(text.encode("utf-8"))
         counts = count_pretokens(texts, options.special_tokens)
     table = pa.table({"pretoken": list(counts), "count": list(counts.values())}, schema=COUNTS)
-    tmp = ctx.run.temp_name(out)
-    with ctx.run.open(tmp, "wb") as f:
+    with ctx.run.writer(out) as f:
         pq.write_table(table, f, compression="zstd")
-    ctx.run.commit(tmp, out)
     return len(counts)
 
 
-def _train(shared, inputs: list[str]) -> dict:
-    """Sum the shards' pre-token counts (memory: distinct pre-tokens), run the merges, save the tokenizer."""
+def _train(shared, inputs: list[str]) -> dict | None:
+    """Sum the shards' pre-token counts (memory: distinct pre-tokens), run the merges, save the tokenizer;
+    None when the corpus is empty (nothing to train on, and nothing to encode)."""
     ctx, stage = shared
     counts: Counter = Counter()
-    for path in inputs:
-        with ctx.run.open(path, "rb") as f:
-            table = pq.read_table(f)
-        counts.update(dict(zip(table["pretoken"].to_pylist(), table["count"].to_pylist())))
+    for start in range(0, len(inputs), COUNT_FILES_PER_FETCH):
+        fetched = ctx.run.read_many(inputs[start : start + COUNT_FILES_PER_FETCH])  # concurrently
+        for path in inputs[start : start + COUNT_FILES_PER_FETCH]:
+            table = pq.read_table(pa.BufferReader(fetched.pop(path)))
+            counts.update(dict(zip(table["pretoken"].to_pylist(), table["count"].to_pylist())))
     if not counts:
-        raise ValueError(f"stage {stage.name}: the corpus is empty, there is nothing to train a tokenizer on")
+        return None
     options = stage.options
     vocab, merges = train_from_counts(counts, options.vocab_size, options.special_tokens)
     tokenizer = Tokenizer(vocab, merges, options.special_tokens)
@@ -135,12 +146,18 @@ def _train(shared, inputs: list[str]) -> dict:
     return {"vocab_size": len(vocab), "merges": len(merges), "distinct_pretokens": len(counts), "hash": tokenizer.hash}
 
 
-def _load_tokenizer(run: RunDir, directory: str) -> Tokenizer:
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(directory: str) -> Tokenizer:
+    """The tokenizer in a local folder or at a URL (copied to a temporary folder first)."""
     if "://" not in directory and os.path.isdir(directory):
         return Tokenizer.load(directory)
+    fs, root = url_to_fs(directory)
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("vocab.json", "merges.txt", "refinery.json"):
-            with run.fs.open(f"{directory.rstrip('/')}/{name}", "rb") as src:
+            remote = f"{root.rstrip('/')}/{name}"
+            if name == "refinery.json" and not fs.exists(remote):
+                continue  # GPT-2's own files: special tokens from their shape
+            with fs.open(remote, "rb") as src:
                 data = src.read()
             with open(os.path.join(tmp, name), "wb") as dst:
                 dst.write(data)
@@ -150,20 +167,22 @@ def _load_tokenizer(run: RunDir, directory: str) -> Tokenizer:
 def _encode_shards(shared, s: int) -> None:
     """Encode one shard's documents into a token shard, then write its statistics (the completion marker)."""
     ctx, stage = shared
-    if ctx.shards[s].id in ctx.run.done_shards(stage.name):
-        return  # resuming: this shard was encoded before
     shard_id = ctx.shards[s].id
-    tokenizer = _load_tokenizer(ctx.run, stage.tokenizer_dir(ctx.run))
     stats = StageStats(stage.name, stage.kind, shard_id)
-    target = ctx.run.path(stage.name, "shards", shard_id)
-    local = "://" not in ctx.run.url or ctx.run.url.startswith("file://")
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = target if local else os.path.join(tmp, shard_id)
-        header = write_shard(prefix, ctx.column(s, "text"), tokenizer, stage.options.eos_token, stats)
-        if not local:
-            for suffix in (".bin", ".idx", ".json"):  # the header last: it marks the shard complete
-                ctx.run.fs.put(prefix + suffix, target + suffix)
-    stats.events["tokens"] = header["tokens"]
+    texts = ctx.column(s, "text")
+    stats.events["tokens"] = 0
+    if texts:  # no documents, no token shard (a folder of shards holds no empty ones)
+        tokenizer = _load_tokenizer(stage.tokenizer_dir(ctx.run))
+        target = ctx.run.path(stage.name, "shards", shard_id)
+        local = ctx.run.local
+        with tempfile.TemporaryDirectory() as tmp:
+            prefix = target if local else os.path.join(tmp, shard_id)
+            header = write_shard(prefix, texts, tokenizer, stage.options.eos_token, stats)
+            if not local:  # the data and index together, then the header: it marks the shard complete
+                ctx.run.fs.put([prefix + ".bin", prefix + ".idx"], [target + ".bin", target + ".idx"])
+                with open(prefix + ".json", "rb") as f:  # one PUT (fs.put first lists the target)
+                    ctx.run.write_bytes(target + ".json", f.read())
+        stats.events["tokens"] = header["tokens"]
     ctx.run.write_json(ctx.run.shard_stats(stage.name, shard_id), stats.to_json())
 
 

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="processes (default: all CPUs)")
     p.set_defaults(func=tokenize_command)
 
-    p = sub.add_parser("shards", help="inspect or verify token shards")
+    p = sub.add_parser("shards", help="inspect, verify or export token shards")
     ssub = p.add_subparsers(dest="action", required=True)
     s = ssub.add_parser("inspect", help="counts per shard and a few documents decoded")
     s.add_argument("path", help="a shard (its path without extension) or a directory of shards")
@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = ssub.add_parser("verify", help="check headers, indexes, EOS placement and token ranges")
     s.add_argument("paths", nargs="+", help="shards or directories of shards")
     s.set_defaults(func=verify_shards_command)
+    s = ssub.add_parser("export", help="write shards for other trainers: Megatron-LM .bin/.idx or Parquet input_ids")
+    s.add_argument("paths", nargs="+", help="shards or directories of shards")
+    s.add_argument("--format", required=True, choices=("megatron", "parquet"), help="tokenizer/export.py's formats")
+    s.add_argument("--output", required=True, help="directory for the exported files, named as the shards")
+    s.set_defaults(func=export_shards_command)
 
     _register_quality(sub)
 
@@ -70,6 +75,13 @@ def _register_quality(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--no-balance", action="store_true", help="do not repeat the smaller class to the larger's size")
     q.add_argument("--threads", type=int, help="training threads (default: all CPUs; 1 is reproducible)")
     q.set_defaults(func=train_quality_command)
+    q = qsub.add_parser("eval", help="precision, recall and ROC AUC of a model on labelled pages it never saw")
+    q.add_argument("model", help="a fastText model (label hq), e.g. from `refinery quality train`")
+    q.add_argument("--positive", nargs="+", required=True, help="files, directories or globs of high-quality text")
+    q.add_argument("--negative", nargs="+", required=True, help="the same, for low-quality text")
+    q.add_argument("--min-chars", type=int, default=100, help="skip shorter documents (default 100)")
+    q.add_argument("--threshold", type=float, default=0.5, help="P(hq) at or above which a page is kept (0.5)")
+    q.set_defaults(func=eval_quality_command)
 
 
 def input_paths(patterns: list[str]) -> list[str]:
@@ -117,6 +129,19 @@ def verify_shards_command(args) -> int:
     return 1 if bad else 0
 
 
+def export_shards_command(args) -> int:
+    from pipeline.tools.shards import shard_prefixes
+    from tokenizer.export import export_shard
+
+    prefixes = [p for path in args.paths for p in shard_prefixes(path)]
+    if not prefixes:
+        raise FileNotFoundError(f"no shards in {', '.join(args.paths)}")
+    for prefix in prefixes:
+        export_shard(prefix, args.output, args.format)
+    print(f"{len(prefixes)} shards -> {args.output} ({args.format})")
+    return 0
+
+
 def train_quality_command(args) -> int:
     from pipeline.tools.quality import train_quality_classifier
 
@@ -137,4 +162,14 @@ def train_quality_command(args) -> int:
     )
     print(report.render())
     print(f'model -> {args.output} (label "hq"; use it with kind = "quality_classifier", model = "{args.output}")')
+    return 0
+
+
+def eval_quality_command(args) -> int:
+    from pipeline.tools.quality import evaluate_quality_classifier
+
+    report = evaluate_quality_classifier(
+        args.model, args.positive, args.negative, min_chars=args.min_chars, threshold=args.threshold
+    )
+    print(report.render())
     return 0

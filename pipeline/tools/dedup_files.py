@@ -42,7 +42,7 @@ def minhash_dedup_files(
     output_directory,
     *,
     num_hashes: int = 112,
-    num_bands: int = 14,
+    num_bands: int = 0,
     ngram_size: int = 5,
     threshold: float = 0.8,
     verify: bool = True,
@@ -50,7 +50,8 @@ def minhash_dedup_files(
     executor: Executor | None = None,
 ) -> list[Path]:
     """Write one file per cluster of near-duplicates (MinHash LSH, the first file in input order) and every
-    file without near-duplicates."""
+    file without near-duplicates. ``num_bands`` = 0 fits bands and rows to ``threshold`` (see
+    :class:`filters.dedup.MinHashParams`)."""
     options = MinHashOptions(
         num_hashes=num_hashes, num_bands=num_bands, ngram_size=ngram_size, threshold=threshold, verify=verify, seed=seed
     )

@@ -63,9 +63,11 @@ class QualityReport:
     threshold: float
 
     def render(self) -> str:
+        trained = (
+            f"train: {self.train['hq']} positive, {self.train['lq']} negative; " if any(self.train.values()) else ""
+        )
         return (
-            f"train: {self.train['hq']} positive, {self.train['lq']} negative; held out: {self.valid['hq']} "
-            f"positive, {self.valid['lq']} negative\n"
+            f"{trained}held out: {self.valid['hq']} positive, {self.valid['lq']} negative\n"
             f"held out at threshold {self.threshold}: precision {self.precision:.3f}, recall {self.recall:.3f}, "
             f"F1 {self.f1:.3f}, accuracy {self.accuracy:.3f}; ROC AUC {self.auc:.3f}"
         )
@@ -112,18 +114,14 @@ def train_quality_classifier(
     counts = {"train": {"hq": 0, "lq": 0}, "valid": {"hq": 0, "lq": 0}}
     train: dict[str, list[str]] = {"hq": [], "lq": []}
     valid: list[tuple[str, bool]] = []
-    for label, sources in (("hq", positive), ("lq", negative)):
-        for source in sources:
-            for path in source_files(source):
-                for text in read_texts(path, min_chars):
-                    line = fasttext_line(text)
-                    side = "valid" if held_out(line, valid_fraction) else "train"
-                    for example in chunks(line, chunk_words):
-                        counts[side][label] += 1
-                        if side == "valid":
-                            valid.append((example, label == "hq"))
-                        else:
-                            train[label].append(f"__label__{label} {example}\n")
+    for label, line in labelled_lines(positive, negative, min_chars):
+        side = "valid" if held_out(line, valid_fraction) else "train"
+        for example in chunks(line, chunk_words):
+            counts[side][label] += 1
+            if side == "valid":
+                valid.append((example, label == "hq"))
+            else:
+                train[label].append(f"__label__{label} {example}\n")
     for label in ("hq", "lq"):
         if not train[label]:
             raise ValueError(f"no {'positive' if label == 'hq' else 'negative'} training documents")
@@ -149,6 +147,27 @@ def train_quality_classifier(
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     model.save_model(output)
     return _report(model, valid, counts, threshold)
+
+
+def labelled_lines(positive: list[str], negative: list[str], min_chars: int):
+    """(``hq`` or ``lq``, document as one line) for every document of the positive and negative sources."""
+    for label, sources in (("hq", positive), ("lq", negative)):
+        for source in sources:
+            for path in source_files(source):
+                for text in read_texts(path, min_chars):
+                    yield label, fasttext_line(text)
+
+
+def evaluate_quality_classifier(
+    model: str, positive: list[str], negative: list[str], *, min_chars: int = 100, threshold: float = 0.5
+) -> QualityReport:
+    """Precision, recall, accuracy and ROC AUC of the fastText model at ``model`` (label ``hq``) on labelled
+    sources: pages it was not trained on, such as another crawl or a reference set."""
+    from filters.models import load_fasttext
+
+    valid = [(line, label == "hq") for label, line in labelled_lines(positive, negative, min_chars)]
+    counts = {label: sum((label == "hq") == is_hq for _, is_hq in valid) for label in ("hq", "lq")}
+    return _report(load_fasttext(model), valid, {"train": {"hq": 0, "lq": 0}, "valid": counts}, threshold)
 
 
 def training_order(train: dict[str, list[str]], balance: bool, seed: int) -> list[str]:

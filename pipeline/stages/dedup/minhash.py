@@ -1,22 +1,24 @@
 """Near-duplicate documents with MinHash LSH, clustered across the whole corpus on Ray.
 
 Phases (each a set of tasks over partitioned files, see :mod:`pipeline.engine.phases`):
-signatures and band keys per shard; candidate pairs per bucket partition (documents sharing a band key);
-optionally, each pair's true Jaccard similarity of shingle sets, joined in two steps (first document's
-shingles, then the second's, each computed from the text where the document lives); connected components
+signatures and band keys per shard (with verification, also each document's shingle set, from the same pass
+over its text, into a file per shard); candidate pairs per bucket partition (documents sharing a band key);
+optionally, each pair's true Jaccard similarity of shingle sets, joined in two steps (the first document's
+set read where it lives and sent to the second's partition, the second's read there); connected components
 of the verified pairs (:mod:`pipeline.stages.dedup.components`); then clusters resolved and every shard written.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from itertools import combinations
 from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from filters.dedup import MinHasher, MinHashParams, jaccard, shingle_set
+from filters.dedup import MinHasher, MinHashParams, jaccard
 from pipeline.engine.phases import Work
 from pipeline.engine.shuffle import partition_of, read_partition, write_partitions
 from pipeline.stages.base import GlobalContext
@@ -26,6 +28,7 @@ from tokenizer.errors import require
 
 BANDS = pa.schema([("band", pa.int64()), ("key", pa.uint64()), ("node", pa.int64())])
 PAIRS = pa.schema([("u", pa.int64()), ("v", pa.int64())])
+SETS = pa.schema([("shingles", pa.large_list(pa.uint64()))])  # one row per document of a shard, in order
 # a first document, its partners in one destination partition, and its shingle set (sent once per partition)
 FIRST_WITH_SET = pa.schema([("u", pa.int64()), ("vs", pa.list_(pa.int64())), ("u_shingles", pa.list_(pa.uint64()))])
 
@@ -45,9 +48,6 @@ class MinHashOptions(MinHashParams):
         require(self.max_bucket_size >= 2, "max_bucket_size", "must be >= 2")
         require(self.docs_per_partition >= 1, "docs_per_partition", "must be >= 1")
 
-    def params(self) -> MinHashParams:
-        return MinHashParams(**{f.name: getattr(self, f.name) for f in fields(MinHashParams)})
-
 
 @dataclass
 class MinHashDedupStage(ClusterStage):
@@ -64,7 +64,13 @@ class MinHashDedupStage(ClusterStage):
         n = ctx.partitions(self.options.docs_per_partition)
         shards = len(ctx.shards)
         opts = self.options
-        work.phase("bands", _band_keys, [(s, work.part("bands", s)) for s in range(shards)], shared=(ctx, n, opts))
+        sets = work.parts("sets", shards) if opts.verify else [None] * shards
+        work.phase(
+            "bands",
+            _band_keys,
+            [(s, work.part("bands", s), sets[s]) for s in range(shards)],
+            shared=(ctx, n, opts),
+        )
         candidates = work.phase(
             "buckets",
             _buckets,
@@ -78,40 +84,49 @@ class MinHashDedupStage(ClusterStage):
                 "verify-first",
                 _attach_first_shingles,
                 [(work.parts("buckets", n), p, work.part("verify-first", p)) for p in range(n)],
-                shared=(ctx, n, opts),
+                shared=(ctx, n, sets),
             )
             verified = work.phase(
                 "verify",
                 _verify,
                 [(work.parts("verify-first", n), p, work.part("verify", p)) for p in range(n)],
-                shared=(ctx, n, opts),
+                shared=(ctx, n, opts, sets),
             )
             edges = "verify"
         labels, producers = connected_components(work, edges, n, n, by_shard)
-        pairs = {"candidate_pairs": sum(candidates)}
+        pairs = {"bands": opts.bands, "rows": opts.rows_per_band, "candidate_pairs": sum(candidates)}
         if verified is not None:
             pairs["verified_pairs"] = sum(verified)
         self.finish(ctx, work, labels, producers, n, pairs)
 
 
-def _band_keys(shared, s: int, out: str) -> int:
+def _band_keys(shared, s: int, out: str, sets: str | None) -> int:
+    """Band keys of shard ``s``'s documents, partitioned by bucket; with ``sets``, also their shingle sets."""
     ctx, n, opts = shared
-    hasher = MinHasher(opts.params())
+    hasher = MinHasher(opts)
     texts = ctx.column(s, "text")
-    keys = (
-        np.stack([hasher.band_keys(hasher.signature(t)) for t in texts])
-        if texts
-        else np.empty((0, opts.num_bands), dtype=np.uint64)
-    )
-    rows = len(texts) * opts.num_bands
-    band = np.tile(np.arange(opts.num_bands, dtype=np.int64), len(texts))
+    if sets is None:
+        signatures = hasher.signatures(texts)
+    else:
+        signatures, offsets, values = hasher.signatures_and_sets(texts)
+        _write_sets(ctx.run, sets, offsets, values)
+    keys = hasher.band_keys(signatures)
+    rows = len(texts) * opts.bands
+    band = np.tile(np.arange(opts.bands, dtype=np.int64), len(texts))
     table = pa.table(
-        {"band": band, "key": keys.reshape(rows), "node": np.repeat(nodes_of(s, len(texts)), opts.num_bands)},
+        {"band": band, "key": keys.reshape(rows), "node": np.repeat(nodes_of(s, len(texts)), opts.bands)},
         schema=BANDS,
     )
     bucket = keys.reshape(rows) ^ (band.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93))
     write_partitions(ctx.run, out, table, partition_of(bucket, n), n)
     return len(texts)
+
+
+def _write_sets(run, path: str, offsets: np.ndarray, values: np.ndarray) -> None:
+    """A shard's shingle sets, uncompressed and without dictionaries: they are random 64-bit values."""
+    table = pa.table({"shingles": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))}, schema=SETS)
+    with run.writer(path) as f:
+        pq.write_table(table, f, compression="none", use_dictionary=False)
 
 
 def _buckets(shared, inputs: list[str], p: int, out: str) -> int:
@@ -151,19 +166,22 @@ def _buckets(shared, inputs: list[str], p: int, out: str) -> int:
     return len(pairs)
 
 
-def _shingle_sets(ctx: GlobalContext, nodes: np.ndarray, ngram_size: int) -> dict[int, np.ndarray]:
-    """Shingle sets of the given documents, computed from their text in their own shard."""
-    sets = {}
+def _shingle_sets(ctx: GlobalContext, sets: list[str], nodes: np.ndarray) -> dict[int, np.ndarray]:
+    """Shingle sets of the given documents, read from their shards' set files (written with the bands)."""
+    found = {}
     for s in np.unique(shard_of(nodes)).tolist():
-        texts = ctx.column(s, "text")
+        with ctx.run.reader(sets[s]) as f:
+            column = pq.read_table(f).column("shingles").combine_chunks()
+        offsets, values = column.offsets.to_numpy(), column.values.to_numpy()
         for node in np.unique(nodes[shard_of(nodes) == s]).tolist():
-            sets[node] = shingle_set(texts[node & 0xFFFFFFFF], ngram_size)
-    return sets
+            row = node & 0xFFFFFFFF
+            found[node] = values[offsets[row] : offsets[row + 1]]
+    return found
 
 
 def _attach_first_shingles(shared, inputs: list[str], p: int, out: str) -> int:
     """Send each first document's shingle set to the partitions of its partners, once per partition."""
-    ctx, n, opts = shared
+    ctx, n, sets = shared
     table = read_partition(ctx.run, inputs, p, PAIRS)
     u, v = table["u"].to_numpy(), table["v"].to_numpy()
     dest = by_shard(v, n)
@@ -172,12 +190,12 @@ def _attach_first_shingles(shared, inputs: list[str], p: int, out: str) -> int:
     new = np.r_[True, (u[1:] != u[:-1]) | (dest[1:] != dest[:-1])] if len(u) else np.empty(0, dtype=bool)
     starts = np.flatnonzero(new)
     firsts = u[starts]
-    sets = _shingle_sets(ctx, firsts, opts.ngram_size)
+    first_sets = _shingle_sets(ctx, sets, firsts)
     rows = pa.table(
         {
             "u": firsts,
             "vs": np.split(v, starts[1:]) if len(u) else [],
-            "u_shingles": [sets[x] for x in firsts.tolist()],
+            "u_shingles": [first_sets[x] for x in firsts.tolist()],
         },
         schema=FIRST_WITH_SET,
     )
@@ -187,11 +205,11 @@ def _attach_first_shingles(shared, inputs: list[str], p: int, out: str) -> int:
 
 def _verify(shared, inputs: list[str], p: int, out: str) -> int:
     """Keep the pairs whose true Jaccard similarity reaches the threshold; they are the graph's edges."""
-    ctx, n, opts = shared
+    ctx, n, opts, set_files = shared
     table = read_partition(ctx.run, inputs, p, FIRST_WITH_SET)
     partners = table["vs"].to_numpy(zero_copy_only=False)
     first_sets = table["u_shingles"].to_numpy(zero_copy_only=False)
-    sets = _shingle_sets(ctx, np.concatenate(partners) if len(partners) else np.empty(0, np.int64), opts.ngram_size)
+    sets = _shingle_sets(ctx, set_files, np.concatenate(partners) if len(partners) else np.empty(0, np.int64))
     us, vs = [], []
     for u, partner_list, u_set in zip(table["u"].to_pylist(), partners, first_sets):
         u_set = np.asarray(u_set, dtype=np.uint64)
