@@ -108,6 +108,11 @@ def test_the_thread_count_a_user_or_a_checkpoint_gives_wins_over_the_free_cores(
     monkeypatch.delenv("OMP_NUM_THREADS")
     threads, why = choose_threads()
     assert 1 <= threads <= torch.get_num_threads() and "cores free" in why
+    from tokenizer.errors import ConfigError
+    from trainer.config import LoopConfig
+
+    with pytest.raises(ConfigError, match="threads: must be >= 0"):
+        LoopConfig(threads=-1)
 
 
 def test_a_run_resumes_on_the_thread_count_it_started_with(monkeypatch, tmp_path):

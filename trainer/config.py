@@ -50,7 +50,9 @@ class LoopConfig:
             raise invalid("dtype", "expected 'auto', 'float32' or 'bfloat16'")
         if self.device not in ("auto", "cpu", "cuda"):
             raise invalid("device", "expected 'auto', 'cpu' or 'cuda'")
-        for name in ("eval_every", "checkpoint_every", "threads"):
+        if self.threads < 0:
+            raise invalid("threads", "must be >= 0 (0: the cores free when the run starts)")
+        for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise invalid(name, "must be >= 0 (0: never)")
         blocked = "" if is_url(self.out_dir) else _existing_non_directory(self.out_dir)

@@ -65,15 +65,26 @@ class GlobalContext:
     columns: list[pa.Field]
     _upstream_stats: list[dict] | None = field(default=None, repr=False)
 
-    def __getstate__(self) -> dict:  # tasks read what they need themselves; the cache stays in the driver
-        return {**self.__dict__, "_upstream_stats": None}
+    _empty: frozenset[int] | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        """Tasks read what they need themselves: the statistics stay in the driver, and only which shards kept
+        nothing upstream (and so have no file to ask the storage for) travels, once the driver has read them."""
+        empty = self._empty
+        if self._upstream_stats is not None:
+            empty = frozenset(i for i, stats in enumerate(self._upstream_stats) if stats["docs_kept"] == 0)
+        return {**self.__dict__, "_upstream_stats": None, "_empty": empty}
 
     def documents(self, index: int) -> list[dict]:
         """The input documents of shard ``index``."""
+        if self._empty is not None and index in self._empty:
+            return []
         return load_documents(self.run, self.run.kept(self.upstream, self.shards[index].id))
 
     def column(self, index: int, name: str) -> list:
         """One column of the input documents of shard ``index``."""
+        if self._empty is not None and index in self._empty:
+            return []
         return load_column(self.run, self.run.kept(self.upstream, self.shards[index].id), name)
 
     def upstream_stats(self) -> list[dict]:
