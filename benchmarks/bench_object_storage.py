@@ -167,42 +167,15 @@ def main(argv=None) -> int:
         print("\n3. WARC byte ranges (128 KiB shards) read and parsed by one worker")
         print(f"   local {local_rate:.1f} MB/s, S3 {remote_rate:.1f} MB/s ({remote_rate / local_rate:.2f}x)")
 
-        train = ROOT / "workflows" / "train.toml"
-        steps = f"train.steps={args.train_steps}"
-        local_shards = f'data.train=["{work}/runs/demo/tokenize/shards/*"]'
-        remote_shards = f'data.train=["s3://{server.bucket}/runs/demo/tokenize/shards/*"]'
-        t_local = run_cli(
-            [
-                "train",
-                str(train),
-                "--no-progress",
-                "--set",
-                steps,
-                "--set",
-                local_shards,
-                "--set",
-                f'train.out_dir="{work}/train"',
-                "--set",
-                "schedule.warmup_steps=5",
-            ],
-            env,
-        )
-        t_remote = run_cli(
-            [
-                "train",
-                str(train),
-                "--no-progress",
-                "--set",
-                steps,
-                "--set",
-                remote_shards,
-                "--set",
-                f'train.out_dir="s3://{server.bucket}/train"',
-                "--set",
-                "schedule.warmup_steps=5",
-            ],
-            {**env, "REFINERY_CACHE": str(work / "cache")},
-        )
+        def train(shards: str, out_dir: str, env: dict) -> float:
+            settings = [f"train.steps={args.train_steps}", "schedule.warmup_steps=5"]
+            settings += [f'data.train=["{shards}/tokenize/shards/*"]', f'train.out_dir="{out_dir}"']
+            command = ["train", str(ROOT / "workflows" / "train.toml"), "--no-progress"]
+            return run_cli(command + [arg for setting in settings for arg in ("--set", setting)], env)
+
+        t_local = train(f"{work}/runs/demo", f"{work}/train", env)
+        remote_env = {**env, "REFINERY_CACHE": str(work / "cache")}
+        t_remote = train(f"s3://{server.bucket}/runs/demo", f"s3://{server.bucket}/train", remote_env)
         print(f"\n4. refinery train, {args.train_steps} steps of workflows/train.toml (command wall time)")
         print(f"   local {t_local:.1f} s, shards and out_dir on S3 {t_remote:.1f} s ({t_remote / t_local:.2f}x)")
     finally:

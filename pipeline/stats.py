@@ -86,6 +86,17 @@ class StageStats:
         if step is not None:
             self.steps[step]["dropped"][reason] += 1
 
+    def route(self, doc: dict, stage: str, reason: str | None, kept: list, rejected: list) -> None:
+        """Count ``doc`` and put it in ``kept`` (``reason`` None) or, its reason ``<stage>.<reason>``, in
+        ``rejected``."""
+        if reason is None:
+            self.document_kept(doc["text"])
+            kept.append(doc)
+        else:
+            doc["reason"] = f"{stage}.{reason}"
+            self.document_dropped(doc["reason"])
+            rejected.append(doc)
+
     def observe(self, metric: Metric, value: float) -> None:
         hist = self.histograms.get(metric.name)
         if hist is None:

@@ -422,3 +422,12 @@ def test_a_sweep_can_be_checked_before_its_shards_exist_but_not_run(tmp_path, ca
     with pytest.raises(ConfigError, match=r"train\.toml: data\.train: no token shards match .*not-yet"):
         run_sweep(sweep)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_trial_larger_than_the_cluster_is_refused_naming_the_key(ray_session, shards, tmp_path):
+    """Such a trial would wait forever for a node that does not exist."""
+    path = write_sweep(tmp_path, shards, SWEEP.replace("[sweep.grid]", "cpus_per_trial = 64\n[sweep.grid]"))
+    with pytest.raises(ConfigError) as err:
+        run_sweep(load_sweep(path), progress=False)
+    assert err.value.key == "sweep.cpus_per_trial" and "64 per trial; the Ray cluster has 2" in str(err.value)
+    assert not list((tmp_path / "out").glob("trials/*/metrics.jsonl"))  # no trial started

@@ -137,6 +137,16 @@ class RayExecutor(Executor):
         super().__init__(progress)
         self.address, self.num_cpus, self.env = address, num_cpus, env or {}
 
+    def missing(self, need: Resources) -> dict[str, tuple[float, float]]:
+        """What one task asks for beyond what the whole cluster has, as ``{"cpus" | "gpus": (asked, has)}``
+        (connecting first): such a task would wait forever."""
+        from pipeline.engine.cluster import capacity, connect
+
+        connect(self.address, self.num_cpus)
+        have = capacity()
+        asked = {"cpus": (need.cpus, have["CPU"]), "gpus": (need.gpus, have["GPU"])}
+        return {name: pair for name, pair in asked.items() if pair[0] > pair[1]}
+
     def _run(self, job, bar):
         import ray
 

@@ -14,7 +14,6 @@ import os
 import sys
 import time
 
-from pipeline.engine.cluster import capacity, connect
 from pipeline.engine.executor import Executor, RayExecutor, Resources
 from pipeline.locks import OutputClaim
 from pipeline.models import ablation_data as data
@@ -79,10 +78,10 @@ def _run_trials(ablation: Ablation, suite: EvalSuite, address, progress: bool, e
     pending = [t for t in ablation.trials if rows.get(t.id, {}).get("status") != "done"]
     if pending:
         s = ablation.settings
+        resources = Resources(cpus=s.cpus_per_trial, gpus=s.gpus_per_trial)
         if executor is None:
-            connect(address)
-            _check_capacity(ablation)
             executor = RayExecutor(progress, address=address)
+            _check_capacity(ablation, executor, resources)
 
         def record(row: dict, bar) -> None:
             rows[row["trial"]] = row
@@ -97,7 +96,7 @@ def _run_trials(ablation: Ablation, suite: EvalSuite, address, progress: bool, e
             unit="trial",
             labels=[f"trial {t.id}" for t in pending],
             total=len(ablation.trials),
-            resources=Resources(cpus=s.cpus_per_trial, gpus=s.gpus_per_trial),
+            resources=resources,
             on_result=record,
             on_failure=lambda i, error: {**pending[i].info(), "status": "failed", "reason": error},
         )
@@ -120,16 +119,12 @@ def _trial_task(shared, config: TrainConfig, trial: dict) -> dict:
         torch.set_num_threads(before)  # an in-process executor runs trials in the caller's process
 
 
-def _check_capacity(ablation: Ablation) -> None:
-    have, s = capacity(), ablation.settings
-    for name, need, resource in (
-        ("cpus_per_trial", s.cpus_per_trial, "CPU"),
-        ("gpus_per_trial", s.gpus_per_trial, "GPU"),
-    ):
-        if need > have[resource]:
-            raise ConfigError(
-                ablation.path, f"ablation.{name}", f"{need:g} per trial; the Ray cluster has {have[resource]:g}"
-            )
+def _check_capacity(ablation: Ablation, executor: RayExecutor, resources: Resources) -> None:
+    """A trial must fit on the cluster it is sent to."""
+    for name, (asked, has) in executor.missing(resources).items():
+        raise ConfigError(
+            ablation.path, f"ablation.{name}_per_trial", f"{asked:g} per trial; the Ray cluster has {has:g}"
+        )
 
 
 def summarize(ablation: Ablation, prepared: dict, rows: list[dict]) -> dict:

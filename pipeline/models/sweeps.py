@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 
-from pipeline.engine.cluster import capacity, connect
 from pipeline.engine.executor import Executor, RayExecutor, Resources
 from pipeline.locks import OutputClaim
 from pipeline.models.sweep_file import Sweep, missing_shards
@@ -40,17 +39,17 @@ def _run_trials(sweep: Sweep, address: str | None, progress: bool, executor: Exe
     rows = {r["trial"]: r for r in read_results(sweep.output) if r["trial"] in ids}
     pending = [t for t in sweep.trials if rows.get(t.id, {}).get("status") not in FINAL]
     if pending:
+        s = sweep.settings
+        resources = Resources(cpus=s.cpus_per_trial, gpus=s.gpus_per_trial)
         if executor is None:
-            connect(address)
-            _check_capacity(sweep)
             executor = RayExecutor(progress, address=address)
+            _check_capacity(sweep, executor, resources)
 
         def record(row: dict, bar) -> None:
             rows[row["trial"]] = row
             write_results(sweep.output, [rows[t.id] for t in sweep.trials if t.id in rows])
             bar.set_postfix_str(f"{row['trial']} {row['status']}", refresh=False)
 
-        s = sweep.settings
         executor.map(
             _trial_task,
             [(t.config, t.id, t.overrides, t.budget) for t in pending],
@@ -59,7 +58,7 @@ def _run_trials(sweep: Sweep, address: str | None, progress: bool, executor: Exe
             unit="trial",
             labels=[f"trial {t.id}" for t in pending],
             total=len(sweep.trials),
-            resources=Resources(cpus=s.cpus_per_trial, gpus=s.gpus_per_trial),
+            resources=resources,
             on_result=record,
             on_failure=lambda i, error: failed_row(pending[i].id, pending[i].overrides, error, pending[i].budget),
         )
@@ -69,18 +68,10 @@ def _run_trials(sweep: Sweep, address: str | None, progress: bool, executor: Exe
     return ordered
 
 
-def _check_capacity(sweep: Sweep) -> None:
+def _check_capacity(sweep: Sweep, executor: RayExecutor, resources: Resources) -> None:
     """A trial must fit on the cluster it is sent to."""
-    have = capacity()
-    s = sweep.settings
-    for name, need, resource in (
-        ("cpus_per_trial", s.cpus_per_trial, "CPU"),
-        ("gpus_per_trial", s.gpus_per_trial, "GPU"),
-    ):
-        if need > have[resource]:
-            raise ConfigError(
-                sweep.path, f"sweep.{name}", f"{need:g} per trial; the Ray cluster has {have[resource]:g}"
-            )
+    for name, (asked, has) in executor.missing(resources).items():
+        raise ConfigError(sweep.path, f"sweep.{name}_per_trial", f"{asked:g} per trial; the Ray cluster has {has:g}")
 
 
 def _trial_task(shared, config: TrainConfig, trial: str, overrides: dict, budget: float | None) -> dict:

@@ -191,14 +191,7 @@ class DecontaminateStage(Stage):
         kept, rejected = [], []
         for doc in docs:
             stats.document_in(len(doc["text"].encode("utf-8")), len(doc["text"]))
-            reason = self._check(doc, index, stats)
-            if reason is None:
-                stats.document_kept(doc["text"])
-                kept.append(doc)
-            else:
-                doc["reason"] = f"{self.name}.{reason}"
-                stats.document_dropped(doc["reason"])
-                rejected.append(doc)
+            stats.route(doc, self.name, self._check(doc, index, stats), kept, rejected)
         return kept, rejected, stats
 
     def _check(self, doc: dict, index: EvalIndex, stats: StageStats) -> str | None:

@@ -67,11 +67,6 @@ class DocumentsStage(Stage):
             if item.reason is None:
                 doc.pop("detail", None)
             stats.document_in(item.size, len(doc["text"]))
-            if item.reason is None:
-                stats.document_kept(doc["text"])
-                kept.append(doc)
-            else:
-                doc["reason"] = f"{self.name}.{item.reason}"
-                stats.document_dropped(doc["reason"])
+            stats.route(doc, self.name, item.reason, kept, rejected)
+            if item.reason is not None:
                 log.warning("%s: skipped %s (%s)", path, doc.get("id"), doc.get("detail"))
-                rejected.append(doc)

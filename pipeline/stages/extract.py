@@ -72,12 +72,8 @@ class ExtractStage(Stage):
                 continue
             doc = item.doc
             stats.document_in(item.size, None)
+            stats.route(doc, self.name, item.reason, kept, rejected)
             if item.reason is None:
-                stats.document_kept(doc["text"])
-                kept.append(doc)
                 continue
-            doc["reason"] = f"{self.name}.{item.reason}"
-            stats.document_dropped(doc["reason"])
-            rejected.append(doc)
             level = logging.WARNING if item.reason in NOTABLE_SKIPS else logging.DEBUG
             log.log(level, "%s @%d: skipped %s (%s)", path, doc["offset"], doc["url"], doc["reason"])

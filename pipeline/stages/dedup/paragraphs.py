@@ -291,13 +291,7 @@ def _write_shard(docs: list[dict], seen: dict[int, int], totals: np.ndarray, sta
         hits = {i: seen[first + i] for i in range(len(paragraphs)) if first + i in seen}
         reason = _dedup_document(doc, paragraphs, hits, totals[first : first + len(paragraphs)].tolist(), stage, stats)
         first += len(paragraphs)
-        if reason is None:
-            stats.document_kept(doc["text"])
-            kept.append(doc)
-        else:
-            doc["reason"] = f"{stage.name}.{reason}"
-            stats.document_dropped(doc["reason"])
-            rejected.append(doc)
+        stats.route(doc, stage.name, reason, kept, rejected)
     return kept, rejected
 
 

@@ -164,13 +164,7 @@ def _cut_spans(shared, inputs: list[str], p: int) -> None:
         for row, doc in enumerate(ctx.documents(s)):
             stats.document_in(len(doc["text"].encode("utf-8")), len(doc["text"]))
             reason = _cut_document(doc, sorted(starts.get(row, [])), stage.options, stats)
-            if reason is None:
-                stats.document_kept(doc["text"])
-                kept.append(doc)
-            else:
-                doc["reason"] = f"{stage.name}.{reason}"
-                stats.document_dropped(doc["reason"])
-                rejected.append(doc)
+            stats.route(doc, stage.name, reason, kept, rejected)
         write_outputs(ctx, stage, s, kept, rejected, stats)
 
 
