@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 _connected_here = False  # whether this process's Ray connection was made by connect()
+CLIENT_ATTEMPTS = 3  # tries of a ray:// connection whose server fails to start
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -22,7 +24,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        _join(ray, address)
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(
@@ -33,6 +35,21 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
             logging_level=logging.WARNING,
         )
     _connected_here = True
+
+
+def _join(ray, address: str, attempts: int = CLIENT_ATTEMPTS) -> None:
+    """``ray.init`` at ``address``. Through ``ray://`` the cluster starts a server process for this client,
+    and that start sometimes fails at once ("Starting Ray client server failed"): it is tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+            return
+        except ConnectionAbortedError as exc:
+            if not address.startswith("ray://") or attempt == attempts:
+                raise
+            logging.getLogger("refinery").warning("%s: %s; trying again", address, str(exc).splitlines()[0])
+            ray.shutdown()  # what the failed start left of the client connection
+            time.sleep(attempt)
 
 
 def disconnect() -> None:
